@@ -1,0 +1,491 @@
+"""Ablation: zero units and measure how accuracy falls (paper section 3.3, Figs. 3 and 8).
+
+A unit is one output channel of a residual block, after the residual add and the final
+ReLU. For a module, the same number ``k`` of units is zeroed in every block of it, in
+each block's SI order (most selective first) or in a random order (the control);
+top-1 accuracy on the evaluation set divided by the unablated accuracy gives a curve
+over ``k``, and its area (AUC) is the sum of the normalised accuracies.
+
+:func:`ablation_curve_naive` is the reference: one full forward pass of the loader per
+level, with :func:`ablate`'s hooks. :func:`ablation_curve` returns the same numbers
+from one pass over the loader: the network before the ablated module and the module's
+first block (whose output is only masked) run once per batch, the unablated pass is
+shared by every module and ``k = 0`` level, levels that zero the same units (every
+level with ``k`` = all units) run once, and on the CPU several levels run stacked into
+one larger batch. The numbers are equal because each sample meets the same operations
+on the same values; stacking relies on the CPU kernels giving a sample the same result
+in any batch of two or more (a batch of one takes other kernels), which the tests check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .models import MODULES, PAPER_NUMBER, Block, bottlenecks, check_modules, forward_hooks, head, stem
+
+ORDERS = ("selective", "random")
+#: Default grid: this many evenly spaced counts from 0 to all units of a block.
+DEFAULT_LEVELS = 11
+#: Stacked levels on the CPU: at most this many elements in one block output. Measured
+#: on a narrow ResNet-50: stacking up to a few million elements saves up to ~20% per
+#: level; beyond that the tensors leave the cache and each level costs more.
+STACK_ELEMENTS = 2**22
+
+COLUMNS = ["module", "number", "order", "draw", "k", "units", "fraction", "correct", "samples", "accuracy", "normalized"]
+
+
+# --- zeroing units ----------------------------------------------------------------
+
+
+def _check_units(model: nn.Module, units: Mapping) -> dict[str, tuple[Block, torch.Tensor]]:
+    """Validate ``{block name: channel indices}``; returns the blocks and index tensors."""
+    if not isinstance(units, Mapping):
+        raise ValueError(f"units must map block names to channel indices, got {type(units).__name__}")
+    blocks = {b.name: b for b in bottlenecks(model)}
+    checked = {}
+    for name, index in units.items():
+        if name not in blocks:
+            raise ValueError(f"unknown block {name!r}; choose from {', '.join(blocks)}")
+        block = blocks[name]
+        idx = torch.as_tensor(index)
+        if idx.numel() == 0:
+            idx = idx.long()
+        if idx.dtype in (torch.bool, torch.uint8) or idx.is_floating_point() or idx.is_complex():
+            raise ValueError(f"units of block {name!r} must be integer channel indices, got dtype {idx.dtype}")
+        if idx.dim() > 1:
+            raise ValueError(f"units of block {name!r} must be a 1-d sequence, got shape {tuple(idx.shape)}")
+        idx = idx.reshape(-1).long()
+        bad = idx[(idx < 0) | (idx >= block.channels)]
+        if bad.numel():
+            raise ValueError(
+                f"unit {int(bad[0])} out of range for block {name!r}: it has {block.channels} channels "
+                f"(0..{block.channels - 1})"
+            )
+        checked[name] = (block, idx)
+    return checked
+
+
+@contextmanager
+def ablate(model: nn.Module, units: Mapping[str, Sequence[int] | torch.Tensor]):
+    """Zero the output channels ``units[name]`` of each named residual block, e.g. ``{"layer2.1": [0, 5]}``.
+
+    Forward hooks return a copy of the block output with those channels set to 0, so
+    gradients still flow through the other channels. The hooks go when the block exits.
+    """
+    checked = _check_units(model, units)
+    index = {}
+    for name, (block, idx) in checked.items():
+        if idx.numel():
+            param = next(block.block.parameters(), None)
+            index[name] = idx.to(param.device) if param is not None else idx
+
+    def zero(name, output):
+        idx = index[name]
+        if idx.device != output.device:
+            idx = idx.to(output.device)
+        return output.index_fill(1, idx, 0.0)
+
+    with forward_hooks({name: checked[name][0].block for name in index}, zero):
+        yield model
+
+
+# --- which units, in which order ------------------------------------------------------
+
+
+def check_order(order: str) -> str:
+    if order not in ORDERS:
+        raise ValueError(f"unknown ablation order {order!r}; choose from {', '.join(ORDERS)}")
+    return order
+
+
+def unit_order(
+    si: Mapping[str, torch.Tensor], order: str = "selective", generator: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
+    """Per block, its units in the order they are ablated: ``{name: LongTensor [units]}``.
+
+    ``selective``: SI descending, ties in unit order (a stable sort); ``random``: one
+    permutation per block, drawn from ``generator`` in the order of ``si``'s keys.
+    """
+    check_order(order)
+    out = {}
+    for name, values in si.items():
+        values = torch.as_tensor(values).detach().cpu()
+        if values.dim() != 1:
+            raise ValueError(f"SI of block {name!r} must be 1-d [units], got shape {tuple(values.shape)}")
+        if order == "selective":
+            if torch.isnan(values).any():
+                raise ValueError(f"SI of block {name!r} contains NaN; selective order needs finite SI")
+            out[name] = torch.sort(values, descending=True, stable=True).indices
+        else:
+            out[name] = torch.randperm(values.numel(), generator=generator)
+    return out
+
+
+def draw_generator(seed: int, module: str, draw: int) -> torch.Generator:
+    """Generator of random draw ``draw`` for ``module``: independent streams per (seed, module, draw)."""
+    state = np.random.SeedSequence([int(seed), PAPER_NUMBER[module], int(draw)]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & (2**63 - 1))
+
+
+def default_ks(units: int, levels: int = DEFAULT_LEVELS) -> list[int]:
+    """``levels`` evenly spaced counts from 0 to ``units`` (rounded, duplicates dropped)."""
+    return sorted({int(round(v)) for v in np.linspace(0, units, min(levels, units + 1))})
+
+
+@dataclass(frozen=True)
+class Level:
+    """One point of a curve: ablate the first ``k`` units of ``order`` in every block of ``module``."""
+
+    module: str
+    order: str
+    draw: int
+    k: int
+    units: int  # channels per block
+
+
+@dataclass
+class Plan:
+    """Every level of a set of curves, and the unit order of each (module, order, draw)."""
+
+    blocks: dict[str, list[Block]]  # module -> its blocks
+    levels: list[Level]
+    orders: dict[tuple[str, str, int], dict[str, torch.Tensor]]  # (module, order, draw) -> unit_order
+
+    def units(self, level: Level) -> dict[str, torch.Tensor]:
+        """``{block name: channels to zero}`` for ``level`` (what :func:`ablate` takes)."""
+        order = self.orders[(level.module, level.order, level.draw)]
+        return {b.name: order[b.name][: level.k] for b in self.blocks[level.module]}
+
+
+def _check_ks(ks, module: str, units: int) -> list[int]:
+    if ks is None:
+        return default_ks(units)
+    if isinstance(ks, Mapping):
+        if module not in ks:
+            raise ValueError(f"ks has no entry for module {module!r}; it has {', '.join(map(str, ks))}")
+        ks = ks[module]
+    if isinstance(ks, torch.Tensor):
+        ks = ks.tolist()
+    values = []
+    for k in np.atleast_1d(np.asarray(ks, dtype=object)).tolist():
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= units:
+            raise ValueError(f"k={k!r} is not a count of units 0..{units} for module {module!r}")
+        values.append(int(k))
+    if not values:
+        raise ValueError(f"ks is empty for module {module!r}; give counts 0..{units}")
+    return sorted(set(values))
+
+
+def plan(
+    model: nn.Module,
+    module,
+    si: Mapping[str, torch.Tensor],
+    ks=None,
+    orders: Sequence[str] = ORDERS,
+    draws: int = 3,
+    seed: int = 0,
+) -> Plan:
+    """The levels of :func:`ablation_curve` and the unit orders behind them.
+
+    ``module``: one name (``layer1``..``layer4``) or several; ``ks``: counts per block,
+    one list for every module or ``{module: counts}``, default :func:`default_ks`.
+    ``selective`` has one draw (0); ``random`` has ``draws`` draws from ``seed``.
+    """
+    modules = check_modules(module)
+    if isinstance(orders, str):
+        orders = (orders,)
+    orders = tuple(dict.fromkeys(check_order(o) for o in orders))
+    if not orders:
+        raise ValueError(f"orders is empty; choose from {', '.join(ORDERS)}")
+    if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
+        raise ValueError(f"draws must be a positive integer, got {draws!r}")
+    if not isinstance(si, Mapping):
+        raise ValueError(f"si must map block names to SI tensors (SelectivityResult.si), got {type(si).__name__}")
+    blocks = {m: bottlenecks(model, m) for m in modules}
+    levels, unit_orders = [], {}
+    for m in modules:
+        channels = {b.channels for b in blocks[m]}
+        if len(channels) != 1:
+            raise ValueError(f"blocks of module {m!r} differ in width {sorted(channels)}; ablation needs one width")
+        units = channels.pop()
+        module_si = {}
+        for b in blocks[m]:
+            if b.name not in si:
+                raise ValueError(f"si has no entry for block {b.name!r}; measure SI of module {m} first")
+            values = torch.as_tensor(si[b.name])
+            if values.shape != (units,):
+                raise ValueError(f"SI of block {b.name!r} has shape {tuple(values.shape)}, expected ({units},)")
+            module_si[b.name] = values
+        ks_m = _check_ks(ks, m, units)
+        for order in orders:
+            for draw in range(1 if order == "selective" else int(draws)):
+                gen = draw_generator(seed, m, draw) if order == "random" else None
+                unit_orders[(m, order, draw)] = unit_order(module_si, order, gen)
+                levels.extend(Level(m, order, draw, k, units) for k in ks_m)
+    return Plan(blocks=blocks, levels=levels, orders=unit_orders)
+
+
+def _frame(levels: list[Level], correct: list[int], samples: int, base_correct: int) -> pd.DataFrame:
+    if samples == 0:
+        raise ValueError("the loader yielded no samples")
+    df = pd.DataFrame(
+        {
+            "module": [lv.module for lv in levels],
+            "number": [PAPER_NUMBER[lv.module] for lv in levels],
+            "order": [lv.order for lv in levels],
+            "draw": [lv.draw for lv in levels],
+            "k": [lv.k for lv in levels],
+            "units": [lv.units for lv in levels],
+            "fraction": [lv.k / lv.units for lv in levels],
+            "correct": correct,
+            "samples": samples,
+        }
+    )
+    df["accuracy"] = df["correct"] / samples
+    # An unablated accuracy of 0 leaves the ratio undefined: NaN, not an error, so one
+    # bad checkpoint does not stop a sweep.
+    base = base_correct / samples
+    df["normalized"] = df["accuracy"] / base if base > 0 else np.nan
+    return df[COLUMNS]
+
+
+def auc(curves: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Area under each ablation curve: ``AUC = sum_k normalized(k)`` per (module, order, draw).
+
+    ``by``: further columns that tell curves apart, e.g. ``("seed", "epoch")`` of a sweep.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    keys = [*by, "module", "number", "order", "draw"]
+    missing = [c for c in [*keys, "normalized"] if c not in curves.columns]
+    if missing:
+        raise ValueError(f"curves lack column(s) {missing}; pass ablation_curve's frame and existing `by` columns")
+    return curves.groupby(keys, sort=False, dropna=False)["normalized"].sum().rename("auc").reset_index()
+
+
+# --- reference: one full pass per level -------------------------------------------------
+
+
+def _device(model: nn.Module, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _iterate(loader, progress: bool, desc: str):
+    if not progress:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, leave=False)
+
+
+@torch.no_grad()
+def _count_correct(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[int, int]:
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    samples = 0
+    for images, labels in loader:
+        labels = labels.to(device, non_blocking=True)
+        logits = model(images.to(device, non_blocking=True))
+        correct += (logits.argmax(dim=1) == labels).sum()
+        samples += len(labels)
+    return int(correct.item()), samples
+
+
+def ablation_curve_naive(
+    model: nn.Module,
+    loader: DataLoader,
+    module,
+    si: Mapping[str, torch.Tensor],
+    ks=None,
+    orders: Sequence[str] = ORDERS,
+    draws: int = 3,
+    seed: int = 0,
+    device=None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Reference for :func:`ablation_curve`: one full forward pass of ``loader`` per level.
+
+    The unablated pass is run once and stands for every ``k = 0`` level (it is the
+    same computation); every other level is a pass with :func:`ablate`.
+    """
+    p = plan(model, module, si, ks, orders, draws, seed)
+    device = _device(model, device)
+    was_training = model.training
+    model.eval()
+    try:
+        base, samples = _count_correct(model, loader, device)
+        correct = []
+        levels = _iterate(p.levels, progress, "ablation (naive)")
+        for level in levels:
+            if level.k == 0:
+                correct.append(base)
+                continue
+            with ablate(model, p.units(level)):
+                correct.append(_count_correct(model, loader, device)[0])
+    finally:
+        model.train(was_training)
+    return _frame(p.levels, correct, samples, base)
+
+
+# --- fast: one pass over the loader ---------------------------------------------------
+
+
+@dataclass
+class _ModuleWork:
+    """What one ablated module computes per batch."""
+
+    layer: nn.Sequential
+    later: list[nn.Module]  # the modules after it
+    masks: torch.Tensor  # [levels, blocks, channels] bool: True = zeroed; unique, k > 0, not constant
+    slots: torch.Tensor  # [levels] counter slot of each row of masks
+    constant_slot: int | None  # slot of the levels that zero the whole last block
+
+
+def ablation_curve(
+    model: nn.Module,
+    loader: DataLoader,
+    module,
+    si: Mapping[str, torch.Tensor],
+    ks=None,
+    orders: Sequence[str] = ORDERS,
+    draws: int = 3,
+    seed: int = 0,
+    device=None,
+    progress: bool = False,
+    stack: int | None = None,
+) -> pd.DataFrame:
+    """Accuracy as units of ``module`` are ablated, as a tidy frame (paper Fig. 3).
+
+    One row per (module, order, draw, k): ``k`` units zeroed in every block of the
+    module, in SI order (``selective``, draw 0) or in random order (``random``, draws
+    ``0..draws-1`` seeded from ``seed``); ``fraction = k / units``; ``normalized =
+    accuracy / unablated accuracy``. ``module`` may name several modules; the loader is
+    read once. Equal, number for number, to :func:`ablation_curve_naive`.
+
+    ``stack``: levels run together in one batch. Default: on the CPU as many as fit
+    :data:`STACK_ELEMENTS` elements per block output (a batch's result does not depend on
+    its size there, except for a batch of one); elsewhere 1, since a GPU may pick
+    another convolution algorithm for another batch size.
+    """
+    p = plan(model, module, si, ks, orders, draws, seed)
+    device = _device(model, device)
+    if stack is not None and (isinstance(stack, bool) or not isinstance(stack, int) or stack < 1):
+        raise ValueError(f"stack must be a positive integer or None, got {stack!r}")
+
+    # Counter slots: 0 = unablated (every k = 0 level); then one per distinct ablation.
+    slot_of_level = []
+    work: dict[str, _ModuleWork] = {}
+    n_slots = 1
+    for m, blocks in p.blocks.items():
+        keys: dict[bytes, int] = {}
+        masks, slots, constant_slot = [], [], None
+        for level in (lv for lv in p.levels if lv.module == m):
+            if level.k == 0:
+                slot_of_level.append(0)
+                continue
+            if level.k == level.units:
+                # The module's output is all zeros, whatever the earlier blocks did.
+                if constant_slot is None:
+                    constant_slot, n_slots = n_slots, n_slots + 1
+                slot_of_level.append(constant_slot)
+                continue
+            mask = torch.zeros(len(blocks), level.units, dtype=torch.bool)
+            for j, idx in enumerate(p.units(level).values()):
+                mask[j, idx] = True
+            key = mask.numpy().tobytes()
+            if key not in keys:
+                keys[key], n_slots = n_slots, n_slots + 1
+                masks.append(mask)
+                slots.append(keys[key])
+            slot_of_level.append(keys[key])
+        units = blocks[0].channels
+        work[m] = _ModuleWork(
+            layer=getattr(model, m),
+            later=[getattr(model, n) for n in MODULES[MODULES.index(m) + 1 :]],
+            masks=(torch.stack(masks) if masks else torch.zeros(0, len(blocks), units, dtype=torch.bool)).to(device),
+            slots=torch.tensor(slots, dtype=torch.long, device=device),
+            constant_slot=constant_slot,
+        )
+
+    correct = torch.zeros(n_slots, dtype=torch.long, device=device)
+    samples = 0
+    constant_pred: dict[tuple, torch.Tensor] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for images, labels in _iterate(loader, progress, "ablation"):
+                x = images.to(device, non_blocking=True)
+                y = labels.to(device, non_blocking=True)
+                samples += len(y)
+                h = stem(model, x)
+                for name in MODULES:
+                    layer = getattr(model, name)
+                    if name not in work:
+                        h = layer(h)
+                        continue
+                    h = layer[0](h)
+                    _ablated_levels(model, work[name], h, y, correct, constant_pred, stack)
+                    for block in layer[1:]:
+                        h = block(h)
+                correct[0] += (head(model, h).argmax(dim=1) == y).sum()
+    finally:
+        model.train(was_training)
+
+    counts = correct.cpu().tolist()  # the one sync
+    return _frame(p.levels, [counts[s] for s in slot_of_level], samples, counts[0])
+
+
+def _ablated_levels(
+    model: nn.Module,
+    w: _ModuleWork,
+    first: torch.Tensor,
+    y: torch.Tensor,
+    correct: torch.Tensor,
+    constant_pred: dict,
+    stack: int | None,
+) -> None:
+    """Count correct predictions of every ablation of one module for one batch.
+
+    ``first`` is the unmasked output of the module's block 0, shared by all levels.
+    """
+    n, c, hh, ww = first.shape
+    if w.constant_slot is not None:
+        # The rest of the network sees zeros; its prediction is computed once per batch
+        # shape, on a zero batch of that shape, as the reference computes it.
+        key = (id(w.layer), tuple(first.shape))
+        if key not in constant_pred:
+            z = torch.zeros_like(first)
+            for later in w.later:
+                z = later(z)
+            constant_pred[key] = head(model, z).argmax(dim=1)
+        correct[w.constant_slot] += (constant_pred[key] == y).sum()
+
+    levels = w.masks.shape[0]
+    if levels == 0:
+        return
+    if stack is None:
+        stack = max(1, STACK_ELEMENTS // first.numel()) if first.device.type == "cpu" else 1
+    if n < 2:
+        stack = 1  # a batch of one takes other kernels than a larger batch
+    zero = torch.zeros((), dtype=first.dtype, device=first.device)
+    for start in range(0, levels, stack):
+        masks = w.masks[start : start + stack]  # [g, blocks, c]
+        g = masks.shape[0]
+        z = torch.where(masks[:, 0].view(g, 1, c, 1, 1), zero, first.unsqueeze(0)).view(g * n, c, hh, ww)
+        for j, block in enumerate(w.layer[1:], start=1):
+            z = block(z)
+            z.view(g, n, c, hh, ww).masked_fill_(masks[:, j].view(g, 1, c, 1, 1), 0.0)
+        for later in w.later:
+            z = later(z)
+        hits = (head(model, z).argmax(dim=1).view(g, n) == y).sum(dim=1)
+        correct.index_add_(0, w.slots[start : start + g], hits)
