@@ -15,6 +15,7 @@ ImageNet's validation set). Nothing here downloads data unless asked to
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from pathlib import Path
 
@@ -248,6 +249,26 @@ def load(name: str, split: str, root: str | os.PathLike | None = None, **kw) -> 
     return imagefolder(root, split, **kw) if name == "imagefolder" else cifar10(root, split, **kw)
 
 
+class ResumableSampler(DistributedSampler):
+    """A DistributedSampler whose epoch can start part-way, for resuming a run.
+
+    Skipping by index (not by loading and discarding batches) keeps the random state
+    exactly where an uninterrupted run has it.
+    """
+
+    start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.start, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
 def loader(
     dataset: Dataset,
     batch_size: int,
@@ -268,16 +289,21 @@ def loader(
     if distributed:
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             raise RuntimeError("distributed=True needs an initialised torch.distributed process group")
-        sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=False)
+        kind = ResumableSampler if train else DistributedSampler
+        sampler = kind(dataset, shuffle=train, seed=seed, drop_last=False)
     elif train:
         # a one-replica DistributedSampler is a seeded shuffle with set_epoch
-        sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
+        sampler = ResumableSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
     else:
         sampler = None  # sequential
+    # Its own generator: creating an iterator draws a worker base seed, which must
+    # not consume (or depend on) the global RNG that a resumed run restores.
+    generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
+        generator=generator,
         drop_last=train,
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
@@ -285,7 +311,16 @@ def loader(
     )
 
 
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Select the shuffle of ``epoch`` (a no-op for evaluation loaders)."""
-    if hasattr(loader.sampler, "set_epoch"):
+def set_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:
+    """Select the shuffle of ``epoch``, starting at batch ``start_batch`` of it.
+
+    A no-op for evaluation loaders.
+    """
+    if isinstance(loader.sampler, ResumableSampler):
+        loader.sampler.set_epoch(epoch, start_batch * loader.batch_size)
+        # workers' augmentation seeds follow (seed, epoch, start) too
+        loader.generator.manual_seed(loader.sampler.seed * 1_000_003 + epoch * 1009 + start_batch)
+    elif start_batch:
+        raise ValueError(f"start_batch={start_batch} needs a training loader from classsel.data.loader")
+    elif hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch)
