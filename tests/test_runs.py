@@ -1,0 +1,70 @@
+"""The run store: reuse finished runs, resume partial ones, train missing ones."""
+
+import os
+
+import pytest
+import torch
+
+from classsel import checkpoint as ckpt
+from classsel import runs
+from classsel.config import config_hash, resolve
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "store"))
+    return tmp_path / "store"
+
+
+def test_root_follows_the_environment(store, monkeypatch):
+    assert runs.root() == store
+    monkeypatch.delenv("CLASSSEL_RUNS")
+    assert runs.root().name == "runs" and (runs.root().parent / "pyproject.toml").exists()
+
+
+def test_identity_ignores_execution_details():
+    a = resolve("smoke")
+    assert config_hash(a) == config_hash(resolve("smoke", device="cpu", workers=3, progress=False, seed=7))
+    assert config_hash(a) != config_hash(resolve("smoke", alpha=-20.0))
+    assert config_hash(a) != config_hash(resolve("smoke", reg_modules=("layer1",), alpha=1.0)) != config_hash(
+        resolve("smoke", alpha=1.0))
+
+
+def test_ensure_trains_reuses_and_resumes(store):
+    cfg = resolve("smoke", epochs=1, progress=False)
+    log = []
+    first = runs.ensure(cfg, seeds=[0, 1], log=log.append)
+    assert [r.seed for r in first] == [0, 1] and all(r.done for r in first)
+    assert sum("training run" in m for m in log) == 2
+    assert first[0].path == store / config_hash(cfg) / "seed0"
+
+    # Finished: reused as is.
+    stamp = os.path.getmtime(first[0].path / "metrics.csv")
+    log.clear()
+    again = runs.ensure(cfg, seeds=[0], log=log.append)
+    assert log == [] and os.path.getmtime(again[0].path / "metrics.csv") == stamp
+
+    # Partial (the newest checkpoint and DONE gone): resumed, same result.
+    before = first[1].metrics()
+    (first[1].path / "DONE").unlink()
+    ckpt.list_checkpoints(first[1].path / "checkpoints")[-1][1].unlink()
+    log.clear()
+    runs.ensure(cfg, seeds=[1], log=log.append)
+    assert any("resuming" in m for m in log)
+    cols = [c for c in before.columns if not c.endswith("seconds")]
+    assert first[1].metrics()[cols].equals(before[cols])
+
+    # Tables of many runs, with seed and configuration columns.
+    table = runs.load_metrics(first)
+    assert set(table.seed) == {0, 1} and set(table.config) == {config_hash(cfg)}
+    assert {"alpha", "reg_start", "reg_modules"} <= set(table.columns)
+    units = runs.load_units(first)
+    assert {"module", "block", "unit", "si", "step", "seed"} <= set(units.columns)
+    preds = runs.load_predictions(first)
+    assert preds.groupby(["seed", "step"])["count"].sum().eq(100).all()
+
+    # A checkpointed network comes back as it was.
+    model = first[0].model(step=first[0].checkpoint_steps()[-1])
+    assert not model.training and model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="no checkpoint at step 999"):
+        first[0].model(step=999)
