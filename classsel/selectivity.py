@@ -63,22 +63,12 @@ def check_labels(labels: torch.Tensor, num_classes: int) -> None:
         raise ValueError(f"label {bad} out of range: num_classes={num_classes} accepts 0..{num_classes - 1}")
 
 
-class ClassStats:
-    """Per-class sums and counts of ``[N, units]`` activations, in float64."""
-
-    def __init__(self, num_classes: int, units: int, device=None):
-        self.sums = torch.zeros(num_classes, units, dtype=torch.float64, device=device)
-        self.counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
-
-    def update(self, acts: torch.Tensor, labels: torch.Tensor) -> None:
-        self.sums.index_add_(0, labels, acts.to(torch.float64))
-        self.counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
-
-    def means(self) -> torch.Tensor:
-        if (self.counts == 0).any():
-            missing = torch.nonzero(self.counts == 0).flatten().tolist()
-            raise ValueError(f"no samples of class(es) {missing[:10]} in the loader; SI needs every class")
-        return self.sums / self.counts[:, None]
+def class_means(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """``[classes, units]`` means from per-class sums and counts; every class must occur."""
+    if (counts == 0).any():
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"no samples of class(es) {missing[:10]} in the loader; SI needs every class")
+    return sums / counts[:, None]
 
 
 @dataclass
@@ -166,7 +156,8 @@ def measure(
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     blocks = bottlenecks(model, modules)
-    stats = {b.name: ClassStats(num_classes, b.channels, device) for b in blocks}
+    sums = {b.name: torch.zeros(num_classes, b.channels, dtype=torch.float64, device=device) for b in blocks}
+    counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
     pred_counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
     correct = torch.zeros(2, dtype=torch.float64, device=device)
     keep: torch.Tensor | None = None
@@ -176,7 +167,7 @@ def measure(
         acts = unit_activations(output)
         if keep is not None:
             acts = acts[keep]
-        stats[name].update(acts, labels_dev)
+        sums[name].index_add_(0, labels_dev, acts.to(torch.float64))
 
     was_training = model.training
     model.eval()
@@ -196,6 +187,7 @@ def measure(
                 labels_dev = labels.to(device, non_blocking=True)
                 if keep is not None:
                     labels_dev = labels_dev[keep]
+                counts.index_add_(0, labels_dev, torch.ones_like(labels_dev, dtype=torch.float64))
                 logits = model(images.to(device, non_blocking=True))
                 if keep is not None:
                     logits = logits[keep]
@@ -207,13 +199,13 @@ def measure(
     finally:
         model.train(was_training)
 
-    _all_reduce(correct, pred_counts, *[t for s in stats.values() for t in (s.sums, s.counts)])
+    _all_reduce(correct, pred_counts, counts, *sums.values())
     samples = int(pred_counts.sum().item())
     if samples == 0:
         raise ValueError("the loader yielded no samples")
     return SelectivityResult(
         blocks=blocks,
-        class_means={name: s.means() for name, s in stats.items()},
+        class_means={name: class_means(s, counts) for name, s in sums.items()},
         prediction_counts=pred_counts.long().cpu(),
         correct1=int(correct[0].item()),
         correct5=int(correct[1].item()),
