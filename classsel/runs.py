@@ -29,6 +29,13 @@ def root() -> Path:
     return (project if (project / "pyproject.toml").exists() else Path.cwd()) / "runs"
 
 
+def results_dir(section: str, out_dir=None) -> Path:
+    """Where a section notebook writes its figures and tables (``ROOT/results/SECTION``)."""
+    folder = Path(out_dir) if out_dir is not None else root() / "results" / section
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @dataclass(frozen=True)
 class Run:
     config: Config
@@ -53,6 +60,11 @@ class Run:
         """SI of every unit at every evaluation point."""
         files = sorted((self.path / "si").glob("step*.csv.gz"))
         return pd.concat([pd.read_csv(f) for f in files], ignore_index=True).assign(seed=self.seed, config=self.hash)
+
+    def si(self, step: int) -> dict[str, torch.Tensor]:
+        """SI per unit of every block at evaluation point ``step``: {"layer3.2": [units]}."""
+        units = pd.read_csv(self.path / "si" / f"step{step:08d}.csv.gz").sort_values(["block", "unit"], kind="stable")
+        return {f"{m}.{b}": torch.tensor(g.si.to_numpy()) for (m, b), g in units.groupby(["module", "block"], sort=False)}
 
     def predictions(self) -> pd.DataFrame:
         files = sorted((self.path / "predictions").glob("step*.csv"))
