@@ -33,8 +33,9 @@ data_root = None  # the dataset folder, for cifar10 and imagenet
 out_dir = None  # None: runs/results/02_ablation
 # Checkpoints to ablate, in epochs (fractions allowed: the nearest evaluation point is
 # used), e.g. [0, 0.13, 0.26, 0.52, 1, 2, 5]. None: 0, 1/8, 1/4 and 1/2 epoch, epochs 1
-# and 2, every 10th epoch and the last (imagenet: epochs 0-10, every 10th and the last;
-# smoke: 1/8 epoch and the last).
+# and 2, every 10th epoch and the last; imagenet: epochs 0-10, every 10th and the last;
+# mnist: 0.65, 0.8, 1, 2 and the last (its networks stay near chance for the first half
+# epoch, where ablation measures nothing); smoke: 0.2 and the last.
 ablation_epochs = None
 levels = 6  # counts k per curve, evenly spaced from 0 to all units of a block
 draws = 2  # random-order draws per curve (the control)
@@ -58,7 +59,8 @@ data_root = ex.check_data_root(preset, data_root)
 levels = ex.check_int("levels", levels, 2)
 draws = ex.check_int("draws", draws, 1)
 if ablation_epochs is None:
-    grid = {"imagenet": list(range(11)), "smoke": [0.125]}.get(preset, [0, 0.125, 0.25, 0.5, 1, 2])
+    grid = {"imagenet": list(range(11)), "mnist": [0.65, 0.8, 1, 2], "smoke": [0.2]}.get(
+        preset, [0, 0.125, 0.25, 0.5, 1, 2])
     ablation_epochs = sorted({e for e in grid + list(range(10, epochs, 10)) if e < epochs} | {epochs})
 else:
     if isinstance(ablation_epochs, str):  # papermill -p passes a list as its text
@@ -118,8 +120,9 @@ checkpoints.round(3)
 # block are zeroed, in selectivity order (top) and in random order (bottom).
 # {numref}`fig-02-auc` summarises each curve by its area ({eq}`eq-auc`, the sum of the
 # normalised accuracies over the grid of counts, at most the number of counts): a
-# smaller area means the ablation costs more accuracy. At initialisation the network is
-# at chance, so its normalised accuracies compare chance with chance.
+# smaller area means the ablation costs more accuracy. A network still at chance (such as
+# at initialisation) has nothing to lose: its normalised accuracies compare chance with
+# chance.
 
 # %% tags=["remove-output"]
 modules = list(figures.MODULE_LABELS.values())
@@ -168,8 +171,9 @@ plt.show()
 #
 # The effect size below is the selective-minus-random area of each seed (negative:
 # ablating the selective units costs more accuracy than ablating random ones), early
-# (the trained checkpoints of the first epoch, averaged per seed, or the first trained
-# checkpoint if none falls within it) and at the last checkpoint. If selective units
+# (the checkpoints of the first epoch where the network is clearly above chance, at
+# least twice the chance accuracy, averaged per seed; or else the first such checkpoint,
+# or the first trained one) and at the last checkpoint. If selective units
 # matter more early in training, the difference rises from early to late: the change is
 # positive. The random control tells the selective effect apart from a network that
 # simply becomes more robust to any ablation.
@@ -177,9 +181,15 @@ plt.show()
 # %%
 wide = areas.pivot_table(index=["seed", "epoch", "step", "module"], columns="order", values="auc").reset_index()
 wide["delta"] = wide["selective"] - wide["random"]
+# Early: checkpoints of the first epoch where the network is clearly above chance (a
+# network at chance has nothing to lose), or else the first such checkpoint, or else the
+# first trained one.
+chance = 1 / ex.val_loader(base[0])[1]
+accuracy = checkpoints.set_index("epoch")["unablated accuracy"]
 trained = sorted(e for e in wide.epoch.unique() if e > 0)
 last = max(trained) if trained else None
-early_epochs = [e for e in trained if e <= 1 and e != last] or [e for e in trained[:1] if e != last]
+learned = [e for e in trained if accuracy[e] >= 2 * chance and e != last]
+early_epochs = [e for e in learned if e <= 1] or learned[:1] or [e for e in trained[:1] if e != last]
 rows = []
 for module, g_ in wide.groupby("module"):
     early = g_[g_.epoch.isin(early_epochs)].groupby("seed")[["selective", "random", "delta"]].mean()
@@ -203,24 +213,28 @@ def sign(module, quantity):
     return 1 if lo > 0 else -1 if hi < 0 else 0
 
 
-# Caveats the numbers call for: a network near chance, few seeds.
-chance = 1 / ex.val_loader(base[0])[1]
-final_acc = checkpoints["unablated accuracy"].iloc[-1]
-caveat = ""
-if final_acc < 2 * chance:
-    caveat += (f" The networks end at {final_acc:.1%} validation accuracy, near chance ({chance:.0%}): their "
-               "ablation curves measure noise rather than the role of the units.")
-if len(seeds) < 5:
-    caveat += (f" The intervals are bootstrap CIs over {len(seeds)} seeds (the paper used 10), so they are "
-               "only indicative.")
+# Caveats the numbers call for: networks near chance, few seeds.
+def caveats(compared):
+    low = [e for e in compared if e is not None and accuracy[e] < 2 * chance]
+    text = ""
+    if low:
+        where = ", ".join(f"{accuracy[e]:.1%} at epoch {e:.2f}" for e in low)
+        text += (f" The networks are near chance ({chance:.0%}) at checkpoints compared here ({where}): there "
+                 "the ablation curves measure noise rather than the role of the units.")
+    if len(seeds) < 5:
+        text += (f" The intervals are bootstrap CIs over {len(seeds)} seeds (the paper used 10), so they are "
+                 "only indicative.")
+    return text
 
+
+caveat = caveats([*early_epochs, last])
 if not early_epochs:
     display(Markdown("The comparison of early and late needs at least two trained checkpoints; choose more "
-                     "`ablation_epochs`."))
+                     "`ablation_epochs`." + caveat))
 else:
-    span = (f"epoch {early_epochs[0]:.2f}" if len(early_epochs) == 1
-            else f"epochs {early_epochs[0]:.2f}-{early_epochs[-1]:.2f}")
-    lines = [f"Early: {span}; late: epoch {last:.2f}. Areas are sums over {levels} counts (at most {levels})."]
+    span = ", ".join(f"{e:.2f}" for e in early_epochs)
+    lines = [f"Early: epoch {span}; late: epoch {last:.2f}. Areas are sums over {levels} counts (at most "
+             f"{levels})."]
     for module in modules:
         lines.append(
             f"- **{module}**: selective minus random area {ex.fmt_ci(*ci(module, 'early'))} early and "
@@ -298,7 +312,7 @@ else:
     else:
         verdict = (f"The appendix's finding holds at this scale only in part: as in the paper in {', '.join(same)}, "
                    f"but not in {', '.join(differ)} ({paper}).")
-    display(Markdown(f"At epoch {last:g}:\n\n" + "\n".join(lines) + "\n\n" + verdict + caveat))
+    display(Markdown(f"At epoch {last:g}:\n\n" + "\n".join(lines) + "\n\n" + verdict + caveats([last])))
 
 # %% [markdown]
 # ## Explore the curves
