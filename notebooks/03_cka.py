@@ -93,6 +93,10 @@ matrices = ex.cka_over_training(base, cka_epochs)
 
 # %%
 glue("prov-03", Markdown(ex.provenance(base)), display=False)
+missing = sorted(set(layers) - set(matrices.a))
+if missing:
+    raise RuntimeError(f"the stored CKA tables lack layers {missing}: delete the runs' derived/cka_step*.csv files "
+                       "to recompute them")
 matrices = matrices[matrices.a.isin(layers) & matrices.b.isin(layers)]
 matrices.to_csv(out / "cka.csv", index=False)
 pairs = matrices[matrices.a.map(layers.index) < matrices.b.map(layers.index)].copy()
