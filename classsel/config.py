@@ -75,7 +75,7 @@ PRESETS: dict[str, dict] = {
                      eval_batch_size=250, workers=8),
 }
 
-_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 
 def default_preset() -> str:
@@ -87,9 +87,9 @@ def resolve(preset: str | None = None, **overrides) -> Config:
     preset = preset or default_preset()
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    unknown = sorted(set(overrides) - set(_FIELDS))
+    unknown = sorted(set(overrides) - set(FIELDS))
     if unknown:
-        raise ValueError(f"unknown configuration field(s) {unknown}; fields are {', '.join(_FIELDS)}")
+        raise ValueError(f"unknown configuration field(s) {unknown}; fields are {', '.join(FIELDS)}")
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items()}, "preset": preset}
     cfg = Config(**values)
     validate(cfg)
@@ -166,7 +166,7 @@ def config_hash(cfg: Config) -> str:
 
 
 def from_dict(d: dict) -> Config:
-    d = {k: v for k, v in d.items() if k in _FIELDS}
+    d = {k: v for k, v in d.items() if k in FIELDS}
     for k in ("reg_modules", "eval_steps"):
         if k in d and d[k] is not None:
             d[k] = tuple(d[k])

@@ -5,17 +5,20 @@ with bootstrap confidence intervals.
 
 from __future__ import annotations
 
+import ast
 import io
+import json
 import math
 import numbers
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from . import ablation, cka, data, runs
 from .checkpoint import atomic_write
-from .config import PRESETS, resolve
+from .config import FIELDS, PRESETS, Config, resolve
 from .models import MODULES, PAPER_NUMBER
 
 # Seeds per section when a notebook's `seeds` is None (paper: 10 networks for the
@@ -28,9 +31,30 @@ DEFAULT_SEEDS = {
 }
 # Epochs of the regularisation experiments (paper: to epoch 20).
 REGULARIZE_EPOCHS = {"imagenet": 20}
+# Regularisation start epochs compared in notebook 04 (paper, Fig. 7: epochs 0 to 5).
+REGULARIZE_STARTS = {"imagenet": [0, 1, 2, 3, 4, 5], "default": [0, 2]}
+# Notebook 05's strengths and [start, stop] schedules in favour of selectivity (paper,
+# Fig. 14: alpha 1 and 5, to epoch 4 or 1); notebook 06 reuses the first of each.
+PROMOTE = {"smoke": ([5.0], [[0, 1]]), "mnist": ([5.0], [[0, 2]]),
+           "cifar10": ([5.0], [[0, 4], [0, 1]]), "imagenet": ([1.0, 5.0], [[0, 4], [0, 1]])}
+# Configuration fields a notebook sets through its own parameters, not `overrides`.
+NOTEBOOK_FIELDS = ("preset", "epochs", "data_root", "seed", "alpha", "reg_start", "reg_stop", "reg_modules")
 
 
 # ----------------------------------------------------------------------------- checks
+
+
+def parse_text(value):
+    """A list or dict that papermill's ``-p`` passed as its text, parsed; anything else as is.
+
+    The check that follows names the parameter when the text was not a literal."""
+    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        for parse in (ast.literal_eval, json.loads):
+            try:
+                return parse(value)
+            except (ValueError, SyntaxError):
+                pass
+    return value
 
 
 def check_preset(preset) -> str:
@@ -46,6 +70,7 @@ def check_number(name: str, value) -> float:
 
 
 def check_numbers(name: str, values) -> list[float]:
+    values = parse_text(values)
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not list(values):
         raise ValueError(f"parameter {name}={values!r} is not valid: expected a non-empty list of numbers")
     return [check_number(f"{name}[{i}]", v) for i, v in enumerate(values)]
@@ -63,7 +88,17 @@ def check_int(name: str, value, low: int = 0, high: int | None = None, allow_non
     return int(value)
 
 
+def check_ints(name: str, values, low: int = 0, high: int | None = None) -> list[int]:
+    values = parse_text(values)
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not list(values):
+        upper = f"..{high}" if high is not None else " or more"
+        raise ValueError(f"parameter {name}={values!r} is not valid: expected a non-empty list of integers "
+                         f"{low}{upper}")
+    return [check_int(f"{name}[{i}]", v, low, high) for i, v in enumerate(values)]
+
+
 def check_seeds(seeds, preset: str, section: str) -> list[int]:
+    seeds = parse_text(seeds)
     if seeds is None:
         table = DEFAULT_SEEDS.get(preset, {"default": 3})
         return list(range(table.get(section, table["default"])))
@@ -75,6 +110,7 @@ def check_seeds(seeds, preset: str, section: str) -> list[int]:
 
 
 def check_modules(name: str, modules) -> tuple[str, ...]:
+    modules = parse_text(modules)
     if isinstance(modules, str) or not hasattr(modules, "__iter__") or not list(modules):
         raise ValueError(f"parameter {name}={modules!r} is not valid: expected a list from {list(MODULES)}")
     bad = [m for m in modules if m not in MODULES]
@@ -83,38 +119,112 @@ def check_modules(name: str, modules) -> tuple[str, ...]:
     return tuple(m for m in MODULES if m in modules)
 
 
-def check_data_root(preset: str, data_root) -> str | None:
-    needs = PRESETS[preset].get("dataset", "mnist5k") != "mnist5k"
-    if needs and (data_root is None or not os.path.isdir(str(data_root))):
+def check_data_root(preset: str, data_root, overrides: dict | None = None) -> str | None:
+    dataset = (overrides or {}).get("dataset", PRESETS[preset].get("dataset", "mnist5k"))
+    if dataset != "mnist5k" and (data_root is None or not os.path.isdir(str(data_root))):
         raise ValueError(
-            f"parameter data_root={data_root!r} is not valid: preset {preset!r} needs the folder of its data"
+            f"parameter data_root={data_root!r} is not valid: preset {preset!r} needs the folder of its "
+            f"{dataset} data"
         )
     return None if data_root is None else str(data_root)
 
 
+def check_overrides(overrides) -> dict:
+    """Configuration fields to change in every run, e.g. ``{"image_size": 128}``."""
+    overrides = parse_text(overrides)
+    if overrides is None:
+        return {}
+    accepted = [f for f in FIELDS if f not in NOTEBOOK_FIELDS]
+    if not isinstance(overrides, dict):
+        raise ValueError(f"parameter overrides={overrides!r} is not valid: expected None or a dict of "
+                         f"configuration fields from {accepted} (papermill: -y 'overrides: {{image_size: 128}}')")
+    for key in overrides:
+        if key in NOTEBOOK_FIELDS:
+            raise ValueError(f"parameter overrides={overrides!r} is not valid: {key!r} is set by the notebook's "
+                             f"own parameters; overrides accepts {accepted}")
+        if key not in FIELDS:
+            raise ValueError(f"parameter overrides={overrides!r} is not valid: {key!r} is not a configuration "
+                             f"field; overrides accepts {accepted}")
+    return dict(overrides)
+
+
+def check_pair(name: str, pair, epochs: int) -> tuple[int, int | None]:
+    """A regularisation schedule [start, stop] with 0 <= start < stop <= epochs (stop None: to the end)."""
+    pair = parse_text(pair)
+    if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+        raise ValueError(f"parameter {name}={pair!r} is not valid: expected a pair [start, stop] with "
+                         f"0 <= start < stop <= epochs={epochs} (papermill: -y '{name}: [0, 1]')")
+    start = check_int(f"{name}[0]", pair[0], 0, epochs - 1)
+    return start, check_int(f"{name}[1]", pair[1], start + 1, epochs, allow_none=True)
+
+
+def check_pairs(name: str, pairs, epochs: int) -> list[tuple[int, int | None]]:
+    """A non-empty list of schedules (see :func:`check_pair`), without repeats."""
+    pairs = parse_text(pairs)
+    if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__iter__") or not list(pairs):
+        raise ValueError(f"parameter {name}={pairs!r} is not valid: expected a non-empty list of [start, stop] "
+                         f"pairs with 0 <= start < stop <= epochs={epochs} (papermill: -y '{name}: [[0, 2]]')")
+    return list(dict.fromkeys(check_pair(f"{name}[{i}]", p, epochs) for i, p in enumerate(pairs)))
+
+
+def regularize_starts(preset: str, epochs: int) -> list[int]:
+    """Notebook 04's default start epochs: the preset's, within the run's epochs."""
+    starts = REGULARIZE_STARTS.get(preset, REGULARIZE_STARTS["default"])
+    return sorted({min(s, epochs - 1) for s in starts})
+
+
+def promote_defaults(preset: str, epochs: int) -> tuple[list[float], list[list[int]]]:
+    """Notebook 05's default strengths and schedules, with stops within the run's epochs."""
+    alphas, schedules = PROMOTE[preset]
+    fitted = [[start, min(stop, epochs)] for start, stop in schedules if start < epochs]
+    return list(alphas), [list(p) for p in dict.fromkeys(map(tuple, fitted))] or [[0, epochs]]
+
+
 def check_epochs(epochs, preset: str, section: str = "default") -> int:
     if epochs is None:
-        if section in ("regularize", "promote"):
-            return REGULARIZE_EPOCHS.get(preset, PRESETS[preset].get("epochs", resolve(preset).epochs))
-        return resolve(preset).epochs
+        epochs = PRESETS[preset].get("epochs", Config.epochs)
+        return REGULARIZE_EPOCHS.get(preset, epochs) if section in ("regularize", "promote") else epochs
     return check_int("epochs", epochs, 1)
 
 
 # ----------------------------------------------------------------------------- runs
 
 
-def config(preset: str, epochs: int, data_root=None, **overrides):
-    return resolve(preset, epochs=epochs, data_root=data_root, **overrides)
+@dataclass(frozen=True)
+class Setting:
+    """What all runs of a notebook share: the preset, epochs, data folder and overrides."""
+
+    preset: str
+    epochs: int
+    data_root: str | None = None
+    overrides: dict = field(default_factory=dict, hash=False)
+
+    def config(self, **fields) -> Config:
+        return resolve(self.preset, **{**self.overrides, "epochs": self.epochs, "data_root": self.data_root,
+                                       **fields})
 
 
-def baseline(preset: str, seeds, epochs: int, data_root=None) -> list[runs.Run]:
+def setting(preset, epochs: int, data_root=None, overrides=None) -> Setting:
+    """The checked setting of a notebook; errors name the parameter at fault."""
+    preset = check_preset(preset)
+    overrides = check_overrides(overrides)
+    data_root = check_data_root(preset, data_root, overrides)
+    result = Setting(preset, epochs, data_root, overrides)
+    try:
+        result.config()
+    except ValueError as e:
+        raise ValueError(f"parameter overrides={overrides!r} is not valid: {e}") from None
+    return result
+
+
+def baseline(setting: Setting, seeds) -> list[runs.Run]:
     """The unregularised runs; every section that needs a baseline shares them."""
-    return runs.ensure(config(preset, epochs, data_root), seeds)
+    return runs.ensure(setting.config(), seeds)
 
 
-def regularized(preset: str, seeds, epochs: int, alpha: float, start: int = 0, stop=None,
-                modules=("layer1", "layer2", "layer3"), data_root=None) -> list[runs.Run]:
-    cfg = config(preset, epochs, data_root, alpha=alpha, reg_start=start, reg_stop=stop, reg_modules=tuple(modules))
+def regularized(setting: Setting, seeds, alpha: float, start: int = 0, stop=None,
+                modules=("layer1", "layer2", "layer3")) -> list[runs.Run]:
+    cfg = setting.config(alpha=alpha, reg_start=start, reg_stop=stop, reg_modules=tuple(modules))
     return runs.ensure(cfg, seeds)
 
 

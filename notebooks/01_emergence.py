@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -26,6 +28,7 @@ preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke | mnist | cifar10 |
 seeds = None  # None: the preset's default (mnist: 3, imagenet: 10), a count, or a list
 epochs = None  # None: the preset's
 data_root = None  # the dataset folder, for cifar10 and imagenet
+overrides = None  # configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
 out_dir = None  # None: runs/results/01_emergence
 
 # %% tags=["remove-cell"]
@@ -40,7 +43,7 @@ from classsel import figures, runs
 preset = ex.check_preset(preset)
 seeds = ex.check_seeds(seeds, preset, "emergence")
 epochs = ex.check_epochs(epochs, preset)
-data_root = ex.check_data_root(preset, data_root)
+setting = ex.setting(preset, epochs, data_root, overrides)
 out = runs.results_dir("01_emergence", out_dir)
 figures.setup()
 
@@ -51,13 +54,20 @@ figures.setup()
 # chapters: the run store trains them once and reuses them.
 
 # %% tags=["remove-output"]
-base = ex.baseline(preset, seeds, epochs, data_root)
+base = ex.baseline(setting, seeds)
 
 # %%
 metrics = runs.load_metrics(base)
 metrics.to_csv(out / "metrics.csv", index=False)
 glue("prov-01", Markdown(ex.provenance(base)), display=False)
-metrics[["seed", "epoch", "step", "val_acc1", "si_layer1", "si_layer2", "si_layer3", "si_layer4"]].round(3)
+# Mean over seeds at each evaluation point (every seed's row is in metrics.csv); long
+# runs (over 16 points) show the first ten, every tenth epoch and the last.
+table = metrics.groupby(["epoch", "step"])[["val_acc1", *(f"si_{m}" for m in figures.MODULE_LABELS)]].mean()
+table = table.rename(columns={f"si_{m}": f"SI {label}" for m, label in figures.MODULE_LABELS.items()})
+table = table.rename(columns={"val_acc1": "val top-1"})
+epoch_index = table.index.get_level_values("epoch")
+shown = (pd.RangeIndex(len(table)) < 10) | (epoch_index % 10 == 0) | (epoch_index == epoch_index.max())
+(table[shown] if len(table) > 16 else table).round(3)
 
 # %% tags=["remove-output"]
 ax = figures.si_over_training(metrics)

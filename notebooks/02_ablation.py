@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -30,6 +32,7 @@ preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke | mnist | cifar10 |
 seeds = None  # None: the preset's default (mnist: 3, imagenet: 10), a count, or a list
 epochs = None  # None: the preset's
 data_root = None  # the dataset folder, for cifar10 and imagenet
+overrides = None  # configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
 out_dir = None  # None: runs/results/02_ablation
 # Checkpoints to ablate, in epochs (fractions allowed: the nearest evaluation point is
 # used), e.g. [0, 0.13, 0.26, 0.52, 1, 2, 5]. None: 0, 1/8, 1/4 and 1/2 epoch, epochs 1
@@ -41,8 +44,6 @@ levels = 6  # counts k per curve, evenly spaced from 0 to all units of a block
 draws = 2  # random-order draws per curve (the control)
 
 # %% tags=["remove-cell"]
-import ast
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -55,7 +56,7 @@ from classsel import figures, runs
 preset = ex.check_preset(preset)
 seeds = ex.check_seeds(seeds, preset, "ablation")
 epochs = ex.check_epochs(epochs, preset)
-data_root = ex.check_data_root(preset, data_root)
+setting = ex.setting(preset, epochs, data_root, overrides)
 levels = ex.check_int("levels", levels, 2)
 draws = ex.check_int("draws", draws, 1)
 if ablation_epochs is None:
@@ -63,11 +64,6 @@ if ablation_epochs is None:
         preset, [0, 0.125, 0.25, 0.5, 1, 2])
     ablation_epochs = sorted({e for e in grid + list(range(10, epochs, 10)) if e < epochs} | {epochs})
 else:
-    if isinstance(ablation_epochs, str):  # papermill -p passes a list as its text
-        try:
-            ablation_epochs = ast.literal_eval(ablation_epochs)
-        except (ValueError, SyntaxError):
-            pass  # check_numbers names the parameter
     ablation_epochs = ex.check_numbers("ablation_epochs", ablation_epochs)
     if not all(0 <= e <= epochs for e in ablation_epochs):
         raise ValueError(f"parameter ablation_epochs={ablation_epochs!r} is not valid: "
@@ -83,7 +79,7 @@ figures.setup()
 # run, so re-executing this notebook does not recompute it.
 
 # %% tags=["remove-output"]
-base = ex.baseline(preset, seeds, epochs, data_root)
+base = ex.baseline(setting, seeds)
 
 # %% tags=["remove-output"]
 curves = ex.ablation_over_training(base, ablation_epochs, levels=levels, draws=draws)

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -30,6 +32,7 @@ preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke | mnist | cifar10 |
 seeds = None  # None: the preset's default (mnist: 3, imagenet: 6), a count, or a list
 epochs = None  # None: the preset's
 data_root = None  # the dataset folder, for cifar10 and imagenet
+overrides = None  # configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
 out_dir = None  # None: runs/results/03_cka
 cka_epochs = None  # None: every evaluation point; or a list of epochs (fractions allowed)
 # Layers compared: at least two of the module outputs layer1..layer4 (modules 4-7) and
@@ -37,8 +40,6 @@ cka_epochs = None  # None: every evaluation point; or a list of epochs (fraction
 layers = ["layer1", "layer2", "layer3", "layer4", "fc"]
 
 # %% tags=["remove-cell"]
-import ast
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -51,22 +52,13 @@ from classsel import figures, runs
 preset = ex.check_preset(preset)
 seeds = ex.check_seeds(seeds, preset, "cka")
 epochs = ex.check_epochs(epochs, preset)
-data_root = ex.check_data_root(preset, data_root)
-if isinstance(cka_epochs, str):  # papermill -p passes a list as its text
-    try:
-        cka_epochs = ast.literal_eval(cka_epochs)
-    except (ValueError, SyntaxError):
-        pass  # check_numbers names the parameter
+setting = ex.setting(preset, epochs, data_root, overrides)
 if cka_epochs is not None:
     cka_epochs = ex.check_numbers("cka_epochs", cka_epochs)
     if not all(0 <= e <= epochs for e in cka_epochs):
         raise ValueError(f"parameter cka_epochs={cka_epochs!r} is not valid: expected None or epochs from 0 to "
                          f"epochs={epochs}")
-if isinstance(layers, str) and layers.lstrip().startswith("["):
-    try:
-        layers = ast.literal_eval(layers)
-    except (ValueError, SyntaxError):
-        pass
+layers = ex.parse_text(layers)
 if (isinstance(layers, str) or not hasattr(layers, "__iter__") or len(set(layers)) < 2
         or not set(layers) <= set(cka.LAYERS)):
     raise ValueError(f"parameter layers={layers!r} is not valid: expected a list of at least two of "
@@ -84,7 +76,7 @@ LABELS = {**figures.MODULE_LABELS, "fc": "FC"}
 # with its run, so re-executing this notebook does not recompute it.
 
 # %% tags=["remove-output"]
-base = ex.baseline(preset, seeds, epochs, data_root)
+base = ex.baseline(setting, seeds)
 
 # %% tags=["remove-output"]
 # Every matrix covers all the layers (one forward pass computes them all); the chosen

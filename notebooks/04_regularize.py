@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -27,9 +29,10 @@ preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke | mnist | cifar10 |
 seeds = None  # None: the preset's default (mnist: 2, imagenet: 1), a count, or a list
 epochs = None  # None: the preset's (imagenet: 20, as in the paper)
 data_root = None  # the dataset folder, for cifar10 and imagenet
+overrides = None  # configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
 out_dir = None  # None: runs/results/04_regularize
 alpha = -20.0  # regulariser strength; negative suppresses selectivity
-reg_starts = None  # epochs from which to regularise; None: [0, 2] (imagenet: 0..5)
+reg_starts = None  # epochs from which to regularise; None: [0, 2] (imagenet: 0..5), within the epochs
 reg_stop = None  # first epoch no longer regularised (None: to the end)
 modules = ["layer1", "layer2", "layer3"]  # the paper's modules 4-6
 alphas = None  # more negative strengths to compare (Figs. 11, 12), e.g. [-1, -5, -10, -20]
@@ -47,14 +50,14 @@ from classsel import figures, runs
 preset = ex.check_preset(preset)
 seeds = ex.check_seeds(seeds, preset, "regularize")
 epochs = ex.check_epochs(epochs, preset, "regularize")
-data_root = ex.check_data_root(preset, data_root)
+setting = ex.setting(preset, epochs, data_root, overrides)
 alpha = ex.check_number("alpha", alpha)
 if alpha >= 0:
     raise ValueError(f"parameter alpha={alpha!r} is not valid: expected a negative number here "
                      "(notebook 05_promote regularises in favour of selectivity)")
 if reg_starts is None:
-    reg_starts = list(range(6)) if preset == "imagenet" else [0, min(2, epochs - 1)]
-reg_starts = sorted({ex.check_int(f"reg_starts[{i}]", s, 0, epochs - 1) for i, s in enumerate(reg_starts)})
+    reg_starts = ex.regularize_starts(preset, epochs)
+reg_starts = sorted(set(ex.check_ints("reg_starts", reg_starts, 0, epochs - 1)))
 reg_stop = ex.check_int("reg_stop", reg_stop, 1, epochs, allow_none=True)
 modules = ex.check_modules("modules", modules)
 alphas = [] if alphas is None else ex.check_numbers("alphas", alphas)
@@ -71,10 +74,10 @@ figures.setup()
 
 # %% tags=["remove-output"]
 def regularized(a, start, stop=reg_stop):
-    return ex.regularized(preset, seeds, epochs, a, start, stop, modules, data_root)
+    return ex.regularized(setting, seeds, a, start, stop, modules)
 
 
-conditions = {"unregularised": ex.baseline(preset, seeds, epochs, data_root)}
+conditions = {"unregularised": ex.baseline(setting, seeds)}
 for start in reg_starts:
     conditions[f"α={alpha:g} from epoch {start}"] = regularized(alpha, start)
 by_alpha = {f"α={a:g} from epoch 0": regularized(a, 0) for a in alphas if a != alpha}

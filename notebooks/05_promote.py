@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -31,6 +33,7 @@ preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke | mnist | cifar10 |
 seeds = None  # None: the preset's default (mnist: 2, imagenet: 1), a count, or a list
 epochs = None  # None: the preset's (imagenet: 20, as in the paper)
 data_root = None  # the dataset folder, for cifar10 and imagenet
+overrides = None  # configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
 out_dir = None  # None: runs/results/05_promote
 alphas = None  # positive strengths; None: the preset's (mnist: [5.0], imagenet: [1.0, 5.0] as in Fig. 14)
 schedules = None  # [start, stop] epochs of regularisation; None: the preset's (mnist: [[0, 2]], imagenet: [[0, 4], [0, 1]])
@@ -45,41 +48,18 @@ from myst_nb import glue
 from classsel import experiments as ex
 from classsel import figures, runs
 
-# The defaults per preset; notebook 06 reuses the first alpha and the first schedule.
-DEFAULTS = {"smoke": ([5.0], [[0, 1]]), "mnist": ([5.0], [[0, 2]]),
-            "cifar10": ([5.0], [[0, 4], [0, 1]]), "imagenet": ([1.0, 5.0], [[0, 4], [0, 1]])}
-
-
-def check_pairs(name, pairs, epochs):
-    """[start, stop] pairs with 0 <= start < stop <= epochs (stop None: to the end)."""
-    if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__iter__") or not list(pairs):
-        raise ValueError(f"parameter {name}={pairs!r} is not valid: expected a non-empty list of [start, stop] "
-                         f"pairs with 0 <= start < stop <= epochs={epochs} (papermill: -y '{name}: [[0, 2]]')")
-    checked = []
-    for i, pair in enumerate(pairs):
-        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
-            raise ValueError(f"parameter {name}[{i}]={pair!r} is not valid: expected a pair [start, stop]")
-        start = ex.check_int(f"{name}[{i}][0]", pair[0], 0, epochs - 1)
-        stop = ex.check_int(f"{name}[{i}][1]", pair[1], start + 1, epochs, allow_none=True)
-        checked.append((start, stop))
-    return list(dict.fromkeys(checked))
-
-
 preset = ex.check_preset(preset)
 seeds = ex.check_seeds(seeds, preset, "promote")
 epochs = ex.check_epochs(epochs, preset, "promote")
-data_root = ex.check_data_root(preset, data_root)
-default_alphas, default_schedules = DEFAULTS[preset]
-if isinstance(alphas, str):
-    raise ValueError(f"parameter alphas={alphas!r} is not valid: expected a list of positive numbers "
-                     "(papermill: -y 'alphas: [1, 5]')")
+setting = ex.setting(preset, epochs, data_root, overrides)
+default_alphas, default_schedules = ex.promote_defaults(preset, epochs)
 alphas = ex.check_numbers("alphas", default_alphas if alphas is None else alphas)
 for i, a in enumerate(alphas):
     if a <= 0:
         raise ValueError(f"parameter alphas[{i}]={a!r} is not valid: expected a positive number here "
                          "(a negative strength suppresses selectivity: that is notebook 04_regularize)")
 alphas = list(dict.fromkeys(alphas))
-schedules = check_pairs("schedules", default_schedules if schedules is None else schedules, epochs)
+schedules = ex.check_pairs("schedules", default_schedules if schedules is None else schedules, epochs)
 modules = ex.check_modules("modules", modules)
 out = runs.results_dir("05_promote", out_dir)
 figures.setup()
@@ -96,12 +76,12 @@ def label(alpha, start, stop):
     return f"α=+{alpha:g}, " + (f"from epoch {start}" if stop is None else f"epochs {start}-{stop}")
 
 
-conditions = {"unregularised": ex.baseline(preset, seeds, epochs, data_root)}
+conditions = {"unregularised": ex.baseline(setting, seeds)}
 windows = {}
 for alpha in alphas:
     for start, stop in schedules:
         name = label(alpha, start, stop)
-        conditions[name] = ex.regularized(preset, seeds, epochs, alpha, start, stop, modules, data_root)
+        conditions[name] = ex.regularized(setting, seeds, alpha, start, stop, modules)
         windows[name] = (start, epochs if stop is None else stop)
 
 # %%
