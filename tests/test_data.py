@@ -2,10 +2,8 @@
 
 import hashlib
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch.utils.data import TensorDataset
 
 from classsel import data
@@ -95,25 +93,11 @@ def test_unknown_split():
 
 # --------------------------------------------------------------------------- ImageFolder
 
-CLASSES = ["cat", "dog", "fish"]
+CLASSES = ["cat", "dog", "fish"]  # the classes imagefolder_tree writes by default
 
 
-def _write_tree(root, splits=("train", "val"), classes=CLASSES, per_class=4):
-    rng = np.random.default_rng(0)
-    for split in splits:
-        for c in classes:
-            folder = root / split / c
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                h, w = 40 + 7 * i, 50 - 3 * i  # varying sizes and aspect ratios
-                pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-                ext = "JPEG" if i % 2 else "png"
-                Image.fromarray(pixels).save(folder / f"{c}_{i}.{ext}")
-    return root
-
-
-def test_imagefolder_loads_both_splits(tmp_path):
-    root = _write_tree(tmp_path / "tree")
+def test_imagefolder_loads_both_splits(tmp_path, imagefolder_tree):
+    root = imagefolder_tree(tmp_path / "tree")
     train = data.imagefolder(root, "train", image_size=32)
     val = data.load("imagefolder", "val", root=root, image_size=32)
     for ds in (train, val):
@@ -125,8 +109,8 @@ def test_imagefolder_loads_both_splits(tmp_path):
     assert data.check_imagefolder(root) == CLASSES
 
 
-def test_imagefolder_val_is_deterministic_train_is_random(tmp_path):
-    root = _write_tree(tmp_path / "tree")
+def test_imagefolder_val_is_deterministic_train_is_random(tmp_path, imagefolder_tree):
+    root = imagefolder_tree(tmp_path / "tree")
     train = data.imagefolder(root, "train", image_size=32)
     val = data.imagefolder(root, "val", image_size=32)
     assert torch.equal(val[3][0], val[3][0])
@@ -140,8 +124,8 @@ def test_imagefolder_missing_root(tmp_path):
         data.imagefolder(missing, "train")
 
 
-def test_imagefolder_missing_split(tmp_path):
-    root = _write_tree(tmp_path / "tree", splits=("train",))
+def test_imagefolder_missing_split(tmp_path, imagefolder_tree):
+    root = imagefolder_tree(tmp_path / "tree", splits=("train",))
     assert len(data.imagefolder(root, "train", image_size=32)) == 12
     with pytest.raises(FileNotFoundError, match=r"tree.val.*does not exist.*ROOT/val/<class>"):
         data.imagefolder(root, "val")
@@ -156,8 +140,8 @@ def test_imagefolder_empty_tree(tmp_path):
         data.imagefolder(tmp_path / "empty", "train")
 
 
-def test_imagefolder_class_folder_without_images(tmp_path):
-    root = _write_tree(tmp_path / "tree", splits=("train",))
+def test_imagefolder_class_folder_without_images(tmp_path, imagefolder_tree):
+    root = imagefolder_tree(tmp_path / "tree", splits=("train",))
     (root / "train" / "dog").joinpath("notes.txt").write_text("x")
     for f in (root / "train" / "dog").glob("dog_*"):
         f.unlink()
@@ -165,9 +149,9 @@ def test_imagefolder_class_folder_without_images(tmp_path):
         data.imagefolder(root, "train")
 
 
-def test_imagefolder_train_val_class_mismatch(tmp_path):
-    root = _write_tree(tmp_path / "tree", splits=("train",))
-    _write_tree(root, splits=("val",), classes=["cat", "dog", "eel"], per_class=1)
+def test_imagefolder_train_val_class_mismatch(tmp_path, imagefolder_tree):
+    root = imagefolder_tree(tmp_path / "tree", splits=("train",))
+    imagefolder_tree(root, splits=("val",), classes=["cat", "dog", "eel"], per_class=1)
     with pytest.raises(ValueError, match=r"only in train \['fish'\], only in val \['eel'\]"):
         data.imagefolder(root, "train")
 

@@ -1,10 +1,12 @@
 """The section notebooks: paired with their .py, runnable under papermill on smoke,
 and strict about their parameters."""
 
+import json
 from pathlib import Path
 
 import jupytext
 import nbformat
+import pandas as pd
 import papermill
 import pytest
 
@@ -39,18 +41,12 @@ def test_py_and_ipynb_are_in_sync(name):
         assert f"\n{param} = " in "\n" + first_code.source
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return tmp_path_factory.mktemp("store")
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_runs_on_smoke(name, store, tmp_path, monkeypatch):
-    monkeypatch.setenv("CLASSSEL_RUNS", str(store))
+def execute_and_check(name, tmp_path, **parameters):
+    """Run a notebook under papermill; check it drew figures and wrote figures and tables."""
     out = tmp_path / "results"
     nb = papermill.execute_notebook(
         str(ROOT / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}.ipynb"),
-        parameters={"preset": "smoke", "out_dir": str(out)}, kernel_name="python3",
+        parameters={**parameters, "out_dir": str(out)}, kernel_name="python3",
         cwd=str(ROOT / "notebooks"), progress_bar=False,
     )
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
@@ -60,6 +56,50 @@ def test_runs_on_smoke(name, store, tmp_path, monkeypatch):
     for fig in FIGURES.get(name, []):
         assert fig in pngs
     assert any(p.suffix == ".csv" for p in out.iterdir()), f"{name} wrote no table"
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_on_smoke(name, store, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLASSSEL_RUNS", str(store))
+    execute_and_check(name, tmp_path, preset="smoke")
+
+
+# The imagenet preset's design (torchvision ResNet-50, an ImageFolder tree, the paper's
+# seeds, regularisation starts and schedules cut to the epochs run) at a size that runs
+# on a CPU: 32-pixel crops of a generated 6-class tree, 2 epochs, 2 seeds.
+TINY_IMAGENET = {"image_size": 32, "batch_size": 16, "eval_batch_size": 24, "workers": 0}
+IMAGENET_CONDITIONS = {
+    "04_regularize": ["unregularised", "α=-20 from epoch 0", "α=-20 from epoch 1"],
+    "05_promote": ["unregularised", "α=+1, epochs 0-2", "α=+1, epochs 0-1", "α=+5, epochs 0-2",
+                   "α=+5, epochs 0-1"],
+}
+
+
+@pytest.fixture(scope="module")
+def imagenet(tmp_path_factory, imagefolder_tree):
+    tree = imagefolder_tree(tmp_path_factory.mktemp("imagenet") / "tree", classes=[f"n0{i}" for i in range(6)],
+                            per_class={"train": 8, "val": 4})
+    return tree, tmp_path_factory.mktemp("imagenet_store")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_on_a_tiny_imagenet_tree(name, imagenet, tmp_path, monkeypatch):
+    tree, store = imagenet
+    monkeypatch.setenv("CLASSSEL_RUNS", str(store))
+    out = execute_and_check(name, tmp_path, preset="imagenet", data_root=str(tree), epochs=2, seeds=2,
+                            overrides=TINY_IMAGENET)
+    configs = [json.loads(p.read_text()) for p in store.glob("*/seed*/config.json")]
+    assert configs and all(c["config"]["arch"] == "resnet50" and c["config"]["dataset"] == "imagefolder"
+                           and c["config"]["image_size"] == 32 for c in configs)
+    if name in IMAGENET_CONDITIONS:
+        conditions = pd.read_csv(out / "metrics.csv").condition.unique().tolist()
+        assert conditions == IMAGENET_CONDITIONS[name]
 
 
 @pytest.mark.parametrize("name,param,value,message", [
@@ -68,6 +108,10 @@ def test_runs_on_smoke(name, store, tmp_path, monkeypatch):
     ("04_regularize", "modules", ["layer9"], "parameter modules="),
     ("01_emergence", "preset", "tiny", "parameter preset='tiny' is not valid"),
     ("01_emergence", "seeds", "three", "parameter seeds='three' is not valid"),
+    ("01_emergence", "preset", "imagenet", "parameter data_root=None is not valid"),
+    ("03_cka", "overrides", {"alpha": 5}, "'alpha' is set by the notebook's own parameters"),
+    ("05_promote", "schedules", "[[0, 2], [2, 1]]", "parameter schedules[1][1]=1 is not valid"),
+    ("06_class_representation", "promote_schedule", [0, 9], "parameter promote_schedule[1]=9 is not valid"),
 ])
 def test_bad_parameter_fails_before_training(name, param, value, message, tmp_path, monkeypatch):
     monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "store"))

@@ -151,17 +151,8 @@ def test_data_root_that_is_not_an_imagefolder_tree(tmp_path):
         train(resolve("imagenet", data_root=str(tmp_path), progress=False), tmp_path / "run")
 
 
-def test_imagenet_path_on_a_generated_imagefolder_tree(tmp_path):
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(0)
-    for split, n in (("train", 6), ("val", 2)):
-        for c in range(3):
-            folder = tmp_path / "tree" / split / f"n0{c}"
-            folder.mkdir(parents=True)
-            for i in range(n):
-                pixels = (torch.rand(40 + i, 48, 3, generator=g) * 255).byte().numpy()
-                Image.fromarray(pixels).save(folder / f"img{i}.JPEG")
+def test_imagenet_path_on_a_generated_imagefolder_tree(tmp_path, imagefolder_tree):
+    imagefolder_tree(tmp_path / "tree", classes=["n00", "n01", "n02"], per_class={"train": 6, "val": 2})
     cfg = resolve("imagenet", data_root=str(tmp_path / "tree"), epochs=1, batch_size=6, eval_batch_size=6,
                   image_size=32, workers=0, progress=False)
     assert cfg.arch == "resnet50" and cfg.lr_step == 30 and cfg.momentum == 0.9 and cfg.weight_decay == 1e-4
