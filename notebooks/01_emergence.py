@@ -62,7 +62,7 @@ metrics.to_csv(out / "metrics.csv", index=False)
 glue("prov-01", Markdown(ex.provenance(base)), display=False)
 # Mean over seeds at each evaluation point (every seed's row is in metrics.csv); long
 # runs (over 16 points) show the first ten, every tenth epoch and the last.
-table = metrics.groupby(["epoch", "step"])[["val_acc1", *(f"si_{m}" for m in figures.MODULE_LABELS)]].mean()
+table = metrics.assign(epoch=metrics.epoch.round(2)).groupby(["epoch", "step"])[["val_acc1", *(f"si_{m}" for m in figures.MODULE_LABELS)]].mean()
 table = table.rename(columns={f"si_{m}": f"SI {label}" for m, label in figures.MODULE_LABELS.items()})
 table = table.rename(columns={"val_acc1": "val top-1"})
 epoch_index = table.index.get_level_values("epoch")
