@@ -69,10 +69,26 @@ def check_number(name: str, value) -> float:
     return float(value)
 
 
-def check_numbers(name: str, values) -> list[float]:
+def check_strength(name: str, value, sign: int) -> float:
+    """A regulariser strength of the given sign: -1 against selectivity, +1 in favour of it."""
+    value = check_number(name, value)
+    if value * sign <= 0:
+        raise ValueError(f"parameter {name}={value!r} is not valid: expected a {'negative' if sign < 0 else 'positive'} "
+                         "number here (a negative strength suppresses selectivity: notebook 04_regularize; a "
+                         "positive one promotes it: notebook 05_promote)")
+    return value
+
+
+def as_list(name: str, values, accepted: str) -> list:
+    """``values`` (or its papermill text) as a non-empty list, else an error naming ``name``."""
     values = parse_text(values)
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not list(values):
-        raise ValueError(f"parameter {name}={values!r} is not valid: expected a non-empty list of numbers")
+        raise ValueError(f"parameter {name}={values!r} is not valid: expected {accepted}")
+    return list(values)
+
+
+def check_numbers(name: str, values) -> list[float]:
+    values = as_list(name, values, "a non-empty list of numbers")
     return [check_number(f"{name}[{i}]", v) for i, v in enumerate(values)]
 
 
@@ -89,11 +105,8 @@ def check_int(name: str, value, low: int = 0, high: int | None = None, allow_non
 
 
 def check_ints(name: str, values, low: int = 0, high: int | None = None) -> list[int]:
-    values = parse_text(values)
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not list(values):
-        upper = f"..{high}" if high is not None else " or more"
-        raise ValueError(f"parameter {name}={values!r} is not valid: expected a non-empty list of integers "
-                         f"{low}{upper}")
+    upper = f"..{high}" if high is not None else " or more"
+    values = as_list(name, values, f"a non-empty list of integers {low}{upper}")
     return [check_int(f"{name}[{i}]", v, low, high) for i, v in enumerate(values)]
 
 
@@ -104,15 +117,12 @@ def check_seeds(seeds, preset: str, section: str) -> list[int]:
         return list(range(table.get(section, table["default"])))
     if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
         seeds = list(range(check_int("seeds", seeds, 1)))
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__") or not list(seeds):
-        raise ValueError(f"parameter seeds={seeds!r} is not valid: expected None, a count, or a list of seeds")
+    seeds = as_list("seeds", seeds, "None, a count, or a list of seeds")
     return [check_int(f"seeds[{i}]", s) for i, s in enumerate(seeds)]
 
 
 def check_modules(name: str, modules) -> tuple[str, ...]:
-    modules = parse_text(modules)
-    if isinstance(modules, str) or not hasattr(modules, "__iter__") or not list(modules):
-        raise ValueError(f"parameter {name}={modules!r} is not valid: expected a list from {list(MODULES)}")
+    modules = as_list(name, modules, f"a list from {list(MODULES)}")
     bad = [m for m in modules if m not in MODULES]
     if bad:
         raise ValueError(f"parameter {name}={list(modules)!r} is not valid: {bad} not in {list(MODULES)}")
@@ -160,10 +170,8 @@ def check_pair(name: str, pair, epochs: int) -> tuple[int, int | None]:
 
 def check_pairs(name: str, pairs, epochs: int) -> list[tuple[int, int | None]]:
     """A non-empty list of schedules (see :func:`check_pair`), without repeats."""
-    pairs = parse_text(pairs)
-    if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__iter__") or not list(pairs):
-        raise ValueError(f"parameter {name}={pairs!r} is not valid: expected a non-empty list of [start, stop] "
-                         f"pairs with 0 <= start < stop <= epochs={epochs} (papermill: -y '{name}: [[0, 2]]')")
+    pairs = as_list(name, pairs, f"a non-empty list of [start, stop] pairs with 0 <= start < stop <= "
+                                 f"epochs={epochs} (papermill: -y '{name}: [[0, 2]]')")
     return list(dict.fromkeys(check_pair(f"{name}[{i}]", p, epochs) for i, p in enumerate(pairs)))
 
 
@@ -177,7 +185,7 @@ def promote_defaults(preset: str, epochs: int) -> tuple[list[float], list[list[i
     """Notebook 05's default strengths and schedules, with stops within the run's epochs."""
     alphas, schedules = PROMOTE[preset]
     fitted = [[start, min(stop, epochs)] for start, stop in schedules if start < epochs]
-    return list(alphas), [list(p) for p in dict.fromkeys(map(tuple, fitted))] or [[0, epochs]]
+    return list(alphas), [list(p) for p in dict.fromkeys(map(tuple, fitted))]
 
 
 def check_epochs(epochs, preset: str, section: str = "default") -> int:

@@ -51,10 +51,7 @@ preset = ex.check_preset(preset)
 seeds = ex.check_seeds(seeds, preset, "regularize")
 epochs = ex.check_epochs(epochs, preset, "regularize")
 setting = ex.setting(preset, epochs, data_root, overrides)
-alpha = ex.check_number("alpha", alpha)
-if alpha >= 0:
-    raise ValueError(f"parameter alpha={alpha!r} is not valid: expected a negative number here "
-                     "(notebook 05_promote regularises in favour of selectivity)")
+alpha = ex.check_strength("alpha", alpha, -1)
 if reg_starts is None:
     reg_starts = ex.regularize_starts(preset, epochs)
 reg_starts = sorted(set(ex.check_ints("reg_starts", reg_starts, 0, epochs - 1)))

@@ -54,11 +54,7 @@ epochs = ex.check_epochs(epochs, preset, "promote")
 setting = ex.setting(preset, epochs, data_root, overrides)
 default_alphas, default_schedules = ex.promote_defaults(preset, epochs)
 alphas = ex.check_numbers("alphas", default_alphas if alphas is None else alphas)
-for i, a in enumerate(alphas):
-    if a <= 0:
-        raise ValueError(f"parameter alphas[{i}]={a!r} is not valid: expected a positive number here "
-                         "(a negative strength suppresses selectivity: that is notebook 04_regularize)")
-alphas = list(dict.fromkeys(alphas))
+alphas = list(dict.fromkeys(ex.check_strength(f"alphas[{i}]", a, +1) for i, a in enumerate(alphas)))
 schedules = ex.check_pairs("schedules", default_schedules if schedules is None else schedules, epochs)
 modules = ex.check_modules("modules", modules)
 out = runs.results_dir("05_promote", out_dir)

@@ -56,14 +56,8 @@ preset = ex.check_preset(preset)
 seeds = ex.check_seeds(seeds, preset, "class_representation")
 epochs = ex.check_epochs(epochs, preset, "regularize")
 setting = ex.setting(preset, epochs, data_root, overrides)
-suppress_alpha = ex.check_number("suppress_alpha", suppress_alpha)
-if suppress_alpha >= 0:
-    raise ValueError(f"parameter suppress_alpha={suppress_alpha!r} is not valid: expected a negative number "
-                     "(it regularises against selectivity)")
-promote_alpha = ex.check_number("promote_alpha", promote_alpha)
-if promote_alpha <= 0:
-    raise ValueError(f"parameter promote_alpha={promote_alpha!r} is not valid: expected a positive number "
-                     "(it regularises in favour of selectivity)")
+suppress_alpha = ex.check_strength("suppress_alpha", suppress_alpha, -1)
+promote_alpha = ex.check_strength("promote_alpha", promote_alpha, +1)
 if promote_schedule is None:  # notebook 05's first default schedule, so that its runs are reused
     promote_schedule = ex.promote_defaults(preset, epochs)[1][0]
 promote_start, promote_stop = ex.check_pair("promote_schedule", promote_schedule, epochs)
