@@ -2,8 +2,10 @@
 
 Every file is written to a temporary name in the same folder, flushed to disk, and
 renamed over the target; a reader sees the old file or the new one, never half of
-one. Checkpoints hold plain tensors and containers only, so
-``torch.load(path, weights_only=True)`` loads them.
+one. A write that fails (a full disk, say) removes its temporary file and says which
+file it was writing; one killed outright leaves it, and the next start of the run
+removes it (:func:`classsel.layout.RunFiles.temporaries`). Checkpoints hold plain
+tensors and containers only, so ``torch.load(path, weights_only=True)`` loads them.
 """
 
 from __future__ import annotations
@@ -11,24 +13,28 @@ from __future__ import annotations
 import io
 import os
 import random
-import re
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-CHECKPOINT = re.compile(r"step(\d{8})\.pt$")
+from .layout import temporary
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = temporary(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"could not write {path}: {e.strerror or e}") from e
     # The rename itself is durable once the folder entry is on disk.
     fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -40,6 +46,13 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
 def atomic_save(obj, path: str | os.PathLike) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def write_table(df: pd.DataFrame, path: Path) -> None:
+    """A CSV table, gzipped (reproducibly: no timestamp) when the name ends in .gz."""
+    buf = io.BytesIO()
+    df.to_csv(buf, index=False, compression={"method": "gzip", "mtime": 0} if path.suffix == ".gz" else None)
     atomic_write(path, buf.getvalue())
 
 
@@ -75,26 +88,13 @@ def _python_state_from_tensor(d) -> tuple:
     return (d["version"], tuple(int(v) for v in d["internal"].tolist()), d["gauss"])
 
 
-def checkpoint_path(folder: str | os.PathLike, step: int) -> Path:
-    return Path(folder) / f"step{step:08d}.pt"
-
-
-def list_checkpoints(folder: str | os.PathLike) -> list[tuple[int, Path]]:
-    """``(step, path)`` of every checkpoint file in ``folder``, oldest first."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT.match(p.name))]
-    return sorted(found)
-
-
 def load(path: str | os.PathLike, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def newest_valid(folder: str | os.PathLike, map_location="cpu", log=print) -> dict | None:
-    """The newest checkpoint that loads; truncated or corrupt ones are reported and skipped."""
-    for step, path in reversed(list_checkpoints(folder)):
+def newest_valid(found: list[tuple[int, Path]], map_location="cpu", log=print) -> dict | None:
+    """The newest of ``(step, path)`` checkpoints that loads; unreadable ones are reported and skipped."""
+    for step, path in reversed(found):
         try:
             state = load(path, map_location)
             if state.get("step") != step:

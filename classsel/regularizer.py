@@ -138,3 +138,8 @@ class SelectivityRegularizer:
     def mu_si(self, labels: torch.Tensor) -> torch.Tensor:
         """The regularisation term mu_SI (eq. 2) of the last recorded batch."""
         return mu_si(self.per_block(labels), self.module_of)
+
+
+def regularized_loss(cross_entropy: torch.Tensor, mu_si: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Eq. 2: ``loss = CE - alpha * mu_SI``; alpha < 0 suppresses selectivity, alpha > 0 promotes it."""
+    return cross_entropy - alpha * mu_si

@@ -1,14 +1,17 @@
-"""The run store: runs kept by configuration, reused, resumed or trained on demand.
+"""The run store: runs kept by configuration, checked, reused, repaired, resumed or trained on demand.
 
-A run lives in ``ROOT/<config hash>/seed<S>/`` (see :mod:`classsel.train` for its
-files). ``ROOT`` is ``runs/`` at the project root, or ``$CLASSSEL_RUNS``. This module
-is the only code that decides where run files go.
+A run lives in ``<store>/<config hash>/seed<S>/`` (:mod:`classsel.layout`). Before a
+finished run is used its files are checked against its manifest: a per-unit SI or
+prediction table that was removed or changed is measured again from its checkpoint,
+``metrics.csv`` is written again from the final checkpoint, and a run whose
+checkpoints are damaged is set aside and trained again. Nothing partial is returned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,24 +19,11 @@ import pandas as pd
 import torch
 
 from . import checkpoint as ckpt
-from .config import Config, config_hash, from_dict, identity
+from . import data, layout, manifest
+from .config import Config, config_hash, identity
+from .layout import RunFiles
 from .models import build
-from .train import METRICS, train
-
-
-def root() -> Path:
-    env = os.environ.get("CLASSSEL_RUNS")
-    if env:
-        return Path(env)
-    project = Path(__file__).resolve().parents[1]
-    return (project if (project / "pyproject.toml").exists() else Path.cwd()) / "runs"
-
-
-def results_dir(section: str, out_dir=None) -> Path:
-    """Where a section notebook writes its figures and tables (``ROOT/results/SECTION``)."""
-    folder = Path(out_dir) if out_dir is not None else root() / "results" / section
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+from .train import run_lock, train, write_measurement
 
 
 @dataclass(frozen=True)
@@ -46,62 +36,138 @@ class Run:
         return config_hash(self.config)
 
     @property
+    def files(self) -> RunFiles:
+        return layout.run(self.hash, self.seed)
+
+    @property
     def path(self) -> Path:
-        return root() / self.hash / f"seed{self.seed}"
+        return self.files.root
 
     @property
     def done(self) -> bool:
-        return (self.path / "DONE").exists()
+        return self.files.done.exists()
 
     def metrics(self) -> pd.DataFrame:
-        return pd.read_csv(self.path / METRICS, float_precision="round_trip").assign(seed=self.seed, config=self.hash)
+        return pd.read_csv(self.files.metrics, float_precision="round_trip").assign(seed=self.seed, config=self.hash)
+
+    def steps(self) -> list[int]:
+        """The run's evaluation points (global steps)."""
+        return pd.read_csv(self.files.metrics, usecols=["step"])["step"].tolist()
 
     def units(self) -> pd.DataFrame:
         """SI of every unit at every evaluation point."""
-        files = sorted((self.path / "si").glob("step*.csv.gz"))
-        return pd.concat([pd.read_csv(f) for f in files], ignore_index=True).assign(seed=self.seed, config=self.hash)
+        tables = [pd.read_csv(self.files.si(s)) for s in self.steps()]
+        return pd.concat(tables, ignore_index=True).assign(seed=self.seed, config=self.hash)
 
     def si(self, step: int) -> dict[str, torch.Tensor]:
         """SI per unit of every block at evaluation point ``step``: {"layer3.2": [units]}."""
-        units = pd.read_csv(self.path / "si" / f"step{step:08d}.csv.gz").sort_values(["block", "unit"], kind="stable")
+        units = pd.read_csv(self.files.si(step)).sort_values(["block", "unit"], kind="stable")
         return {f"{m}.{b}": torch.tensor(g.si.to_numpy()) for (m, b), g in units.groupby(["module", "block"], sort=False)}
 
     def predictions(self) -> pd.DataFrame:
-        files = sorted((self.path / "predictions").glob("step*.csv"))
-        return pd.concat([pd.read_csv(f) for f in files], ignore_index=True).assign(seed=self.seed, config=self.hash)
+        tables = [pd.read_csv(self.files.predictions(s)) for s in self.steps()]
+        return pd.concat(tables, ignore_index=True).assign(seed=self.seed, config=self.hash)
 
     def checkpoint_steps(self) -> list[int]:
-        return [s for s, _ in ckpt.list_checkpoints(self.path / "checkpoints")]
+        return [s for s, _ in self.files.checkpoints()]
 
     def model(self, step: int, device="cpu") -> torch.nn.Module:
-        """The network as it was at evaluation point ``step``, in eval mode."""
-        path = ckpt.checkpoint_path(self.path / "checkpoints", step)
+        """The network as it was at evaluation point ``step``, in eval mode (its file checked
+        against the manifest first)."""
+        path = self.files.checkpoint(step)
         if not path.exists():
             raise ValueError(f"no checkpoint at step {step} in {self.path}; available: {self.checkpoint_steps()}")
-        state = ckpt.load(path, device)
-        cfg = self.config
-        in_channels = state["model"]["conv1.weight"].shape[1]
-        classes = state["model"]["fc.weight"].shape[0]
-        model = build(cfg.arch, classes, width=cfg.width, in_channels=in_channels)
-        model.load_state_dict(state["model"])
-        return model.to(device).eval()
+        manifest.check_file(self.files, path)
+        return _model(self.config, ckpt.load(path, device)["model"]).to(device).eval()
+
+
+def _model(cfg: Config, weights: dict) -> torch.nn.Module:
+    model = build(cfg.arch, weights["fc.weight"].shape[0], width=cfg.width,
+                  in_channels=weights["conv1.weight"].shape[1])
+    model.load_state_dict(weights)
+    return model
 
 
 def ensure(config: Config, seeds, log=print) -> list[Run]:
-    """The runs of ``config`` for ``seeds``: finished ones reused, partial ones resumed,
-    missing ones trained."""
+    """The runs of ``config`` for ``seeds``: finished ones checked and reused (repaired where
+    damaged), partial ones resumed, missing ones trained. A run another process is training
+    is waited for, then reused."""
     runs = []
     for seed in seeds:
-        cfg = from_dict({**config.__dict__, "seed": int(seed)})
-        run = Run(cfg, int(seed))
-        if not run.done:
-            partial = bool(ckpt.list_checkpoints(run.path / "checkpoints"))
-            log(f"{'resuming' if partial else 'training'} run {run.hash}/seed{seed} in {run.path}")
-            (run.path.parent).mkdir(parents=True, exist_ok=True)
-            (run.path.parent / "config.json").write_text(json.dumps(identity(cfg), indent=2, default=str))
-            train(cfg, run.path, resume=partial, log=log)
+        run = Run(dataclasses.replace(config, seed=int(seed)), int(seed))
+        files = run.files
+        if not (run.done and _intact(run)):
+            with run_lock(files.root, wait=True, log=log):
+                if not (run.done and repair(run, log)):
+                    partial = bool(files.checkpoints())
+                    log(f"{'resuming' if partial else 'training'} run {run.hash}/seed{seed} in {run.path}")
+                    train(run.config, files.root, resume=partial, log=log, lock=False)
+        shared = layout.configuration(run.hash)
+        if not shared.exists():
+            ckpt.atomic_write(shared, json.dumps(identity(run.config), indent=2, default=str).encode())
         runs.append(run)
     return runs
+
+
+def _intact(run: Run) -> bool:
+    return run.files.manifest.exists() and not manifest.check(run.files, manifest.read(run.files), full=False)
+
+
+def repair(run: Run, log=print) -> bool:
+    """Check a finished run against its manifest and mend what can be mended: tables measured
+    again from their checkpoints, metrics.csv from the final checkpoint. False when the run must
+    be trained again (its damaged folder is set aside first). Call under the run's lock."""
+    files = run.files
+    if not files.manifest.exists():  # finished before runs had manifests: record them as they are
+        log(f"recording the manifest of {run.path}")
+        manifest.write(files)
+        return True
+    entries = manifest.read(files)
+    problems = manifest.check(files, entries, full=False)
+    if not problems:
+        return True
+    log(f"run {run.path} is damaged: {'; '.join(map(str, problems))}")
+    mendable = all(p.path == files.metrics or p.path.parent in (files.si_dir, files.predictions_dir)
+                   for p in problems)
+    checkpoints = dict(files.checkpoints())
+    final = max(checkpoints, default=None)
+    needed = {final} | {_step_of(p.path) for p in problems if p.path != files.metrics}
+    if mendable and needed <= set(checkpoints) and not manifest.check(
+            files, {files.relative(checkpoints[s]): entries[files.relative(checkpoints[s])] for s in needed}):
+        _measure_again(run, problems, checkpoints, final, log)
+        left = manifest.check(files, entries, full=False)
+        if not left:
+            return True
+        log(f"measured again, but {'; '.join(map(str, left))} (another machine's arithmetic): recording the new files")
+        manifest.write(files)
+        return True
+    aside = files.root.with_name(f"{files.root.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    log(f"cannot mend it from its checkpoints: moving it to {aside} and training the run again")
+    files.root.rename(aside)
+    files.root.mkdir()
+    return False
+
+
+def _step_of(path: Path) -> int | None:
+    m = layout.STEP.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def _measure_again(run: Run, problems, checkpoints: dict, final: int, log) -> None:
+    from .selectivity import measure
+
+    files = run.files
+    state = ckpt.load(checkpoints[final])
+    rows = pd.DataFrame(state["rows"])
+    if any(p.path == files.metrics for p in problems):
+        log(f"writing {files.metrics} again from {checkpoints[final]}")
+        ckpt.write_table(rows, files.metrics)
+    val = data.loader(data.for_config(run.config, "val"), run.config.eval_batch_size, train=False)
+    for step in sorted({s for p in problems if (s := _step_of(p.path)) is not None}):
+        log(f"measuring step {step} of {run.path} again from its checkpoint")
+        model = _model(run.config, ckpt.load(checkpoints[step])["model"])
+        result = measure(model, val, model.fc.out_features)
+        write_measurement(files, step, float(rows.set_index("step").loc[step, "epoch"]), result)
 
 
 def _label(run: Run, columns) -> dict:

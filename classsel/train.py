@@ -4,13 +4,7 @@ One loop for every scale: CPU or CUDA, one process or many under ``torchrun``
 (DDP: gloo on CPU, NCCL on GPU). At epoch 0 (the initialised network), at every
 ``eval_steps`` point and after every epoch, the validation set is measured once
 (:func:`classsel.selectivity.measure`: SI of every unit, accuracy, prediction counts)
-and a checkpoint is written. What a run writes in its folder:
-
-- ``config.json``: the resolved configuration, library versions, git commit, device;
-- ``metrics.csv``: one row per evaluation point;
-- ``si/stepNNNNNNNN.csv.gz``: SI of every unit; ``predictions/stepNNNNNNNN.csv``:
-  predicted-class counts;
-- ``checkpoints/stepNNNNNNNN.pt``: model, optimiser, scheduler, RNG states, metrics.
+and a checkpoint is written. :mod:`classsel.layout` names the files a run writes.
 """
 
 from __future__ import annotations
@@ -18,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import io
 import json
 import os
 import platform
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -31,14 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt
-from . import data
-from .config import Config, config_hash, identity, keep_epochs
-from .models import MODULES, build
-from .regularizer import Schedule, SelectivityRegularizer
+from . import data, manifest
+from .config import DATASETS, MODULES, Config, config_hash, identity, keep_epochs
+from .layout import RunFiles
+from .models import build
+from .regularizer import SelectivityRegularizer, regularized_loss
 from .representation import top_k_mean
 from .selectivity import measure
-
-METRICS = "metrics.csv"
 
 
 class RunLocked(RuntimeError):
@@ -46,25 +39,294 @@ class RunLocked(RuntimeError):
 
 
 @contextlib.contextmanager
-def run_lock(folder: Path):
-    """Hold an exclusive lock on ``folder`` (released by the OS if the process dies)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    f = open(folder / ".lock", "a+")
+def run_lock(folder: str | os.PathLike, wait: bool = False, log=print):
+    """Hold an exclusive lock on the run in ``folder`` (released by the OS if the process dies).
+
+    Held by another process: wait for it (``wait=True``, saying so) or raise :class:`RunLocked`."""
+    files = RunFiles(folder)
+    files.root.mkdir(parents=True, exist_ok=True)
+    f = open(files.lock, "a+")
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            if not wait:
+                raise RunLocked(f"{files.root} is being trained by another process (pid {holder}); "
+                                "wait for it or stop it") from None
+            log(f"waiting for process {holder}, which is training the run in {files.root}")
+            fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
-        holder = f.read().strip() or "unknown"
-        f.close()
-        raise RunLocked(f"{folder} is being trained by another process (pid {holder}); wait for it or stop it") from None
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    try:
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
         yield
     finally:
         f.close()
+
+
+def train(cfg: Config, out: str | os.PathLike, resume: bool = False, log=print, lock: bool = True) -> pd.DataFrame:
+    """Train one run into ``out``; returns its metrics table. ``lock=False``: the caller holds
+    :func:`run_lock`. Everything is checked before the first file is written."""
+    rank, world, owns_group = _dist()
+    try:
+        setup = set_up(cfg, world)
+        held = run_lock(out) if rank == 0 and lock else contextlib.nullcontext()
+        with held:
+            return _run(cfg, setup, RunFiles(out), resume, rank, log if rank == 0 else (lambda *a: None))
+    finally:
+        if owns_group:
+            torch.distributed.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class Setup:
+    """Everything a run trains with, built from its configuration."""
+
+    device: torch.device
+    amp: bool
+    channels_last: bool
+    world: int
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, wrapped in DDP under torchrun
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    reg: SelectivityRegularizer
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader
+    classes: int
+    per_epoch: int
+    evals: set[int]
+
+    @property
+    def total(self) -> int:
+        return max(self.evals)
+
+
+def set_up(cfg: Config, world: int = 1) -> Setup:
+    device = _device(cfg)
+    cuda = device.type == "cuda"
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
+    train_ds, val_ds = data.for_config(cfg, "train"), data.for_config(cfg, "val")
+    if cfg.batch_size > len(train_ds):
+        raise ValueError(f"batch_size={cfg.batch_size} is not valid: expected at most the {len(train_ds)} "
+                         f"training images of {cfg.dataset}")
+    classes = train_ds.num_classes
+    torch.manual_seed(cfg.seed)
+    model = build(cfg.arch, classes, width=cfg.width, in_channels=DATASETS[cfg.dataset]).to(device)
+    channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    train_loader = data.loader(train_ds, cfg.batch_size // world, train=True, seed=cfg.seed,
+                               workers=cfg.workers, distributed=world > 1)
+    per_epoch = len(train_loader)
+    total = cfg.epochs * per_epoch
+    beyond = [s for s in cfg.eval_steps if s >= total]
+    if beyond:
+        raise ValueError(f"eval_steps={list(cfg.eval_steps)} is not valid: {beyond} at or past the run's "
+                         f"last step {total} ({cfg.epochs} epochs of {per_epoch} steps)")
+    return Setup(
+        device=device, amp=cfg.amp == "bf16" or (cfg.amp == "auto" and cuda), channels_last=channels_last,
+        world=world, model=model,
+        net=torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model,
+        opt=opt, sched=torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step or 10**9, gamma=0.1),
+        reg=SelectivityRegularizer(model, classes, cfg.reg_modules, cfg.class_stat),
+        train_loader=train_loader,
+        val_loader=data.loader(val_ds, cfg.eval_batch_size, train=False, workers=cfg.workers,
+                               distributed=world > 1),
+        classes=classes, per_epoch=per_epoch,
+        evals={e * per_epoch for e in range(cfg.epochs + 1)} | set(cfg.eval_steps),
+    )
+
+
+def restore(cfg: Config, s: Setup, files: RunFiles, resume: bool, log) -> tuple[int, list[dict]]:
+    """The step to start from and the metrics rows so far: a fresh run, or its newest valid checkpoint."""
+    found = files.checkpoints()
+    state = ckpt.newest_valid(found, s.device, log) if resume else None
+    if state is None and found and not resume:
+        raise FileExistsError(f"{files.root} already holds a run; pass resume=True (--resume) to continue it")
+    if state is None:
+        return 0, []
+    saved = state["identity"]
+    if saved != identity(cfg):
+        diff = sorted(k for k in set(saved) | set(identity(cfg)) if saved.get(k) != identity(cfg).get(k))
+        raise ValueError(f"{files.root} holds a run with another configuration (differs in {diff})")
+    s.model.load_state_dict(state["model"])
+    s.opt.load_state_dict(state["optimizer"])
+    s.sched.load_state_dict(state["scheduler"])
+    ckpt.set_rng_state(state["rng"])
+    log(f"resuming {files.root} at step {state['step']} (epoch {state['step'] / s.per_epoch:.2f})")
+    return state["step"], list(state["rows"])
+
+
+def prepare(cfg: Config, s: Setup, files: RunFiles, rows: list[dict]) -> None:
+    """Rank 0, under the lock: clear what an interrupted run left, write config.json, and
+    write metrics.csv again from the checkpoint's rows (so it lists no point without one)."""
+    for leftover in [*files.temporaries(), files.done, files.manifest]:
+        leftover.unlink(missing_ok=True)
+    for folder in files.folders():
+        folder.mkdir(parents=True, exist_ok=True)
+    ckpt.atomic_write(files.config, json.dumps(describe(cfg, s.device, s.world), indent=2).encode())
+    if rows:
+        ckpt.write_table(pd.DataFrame(rows), files.metrics)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+class Tally:
+    """Training statistics since the last evaluation point, accumulated on the device
+    (read back only at evaluation points)."""
+
+    def __init__(self, device: torch.device, lr: float):
+        self.loss, self.correct, self.mu_si = (torch.zeros((), device=device, dtype=torch.float64)
+                                               for _ in range(3))
+        self.first_bad_step = torch.full((), -1, device=device)  # -1: every loss so far finite
+        self.batches = self.samples = self.reg_batches = 0
+        self.seconds = 0.0
+        self.lr = lr
+
+    def add(self, step: int, loss, logits, labels, objective, term) -> None:
+        self.loss += loss.detach()
+        self.correct += (logits.detach().argmax(1) == labels).sum()
+        self.first_bad_step = torch.where((self.first_bad_step < 0) & ~torch.isfinite(objective.detach()),
+                                          step, self.first_bad_step)
+        self.batches += 1
+        self.samples += len(labels)
+        if term is not None:
+            self.mu_si += term.detach()
+            self.reg_batches += 1
+
+    def row(self) -> dict:
+        nan = float("nan")
+        return {
+            "train_loss": self.loss.item() / self.batches if self.batches else nan,
+            "train_acc1": self.correct.item() / self.samples if self.batches else nan,
+            "mu_si": self.mu_si.item() / self.reg_batches if self.reg_batches else nan,
+            "lr": self.lr,
+        }
+
+
+def _run(cfg: Config, s: Setup, files: RunFiles, resume: bool, rank: int, log) -> pd.DataFrame:
+    step, rows = restore(cfg, s, files, resume, log)
+    if rank == 0:
+        prepare(cfg, s, files, rows)
+    tally = Tally(s.device, s.opt.param_groups[0]["lr"])
+    if step == 0 and not rows:
+        rows.append(evaluate_and_save(cfg, s, files, step, tally, rows, rank))
+    bar = _progress(cfg, rank, s.total, step)
+    autocast = torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.amp)
+    while step < s.total:
+        epoch, start = divmod(step, s.per_epoch)
+        data.set_epoch(s.train_loader, epoch, start)
+        active = cfg.regularizes(epoch)
+        s.net.train()
+        t0 = time.perf_counter()
+        for images, labels in s.train_loader:
+            images = images.to(s.device, non_blocking=True)
+            if s.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = labels.to(s.device, non_blocking=True)
+            with autocast, (s.reg if active else contextlib.nullcontext()):
+                logits = s.net(images)
+                loss = F.cross_entropy(logits, labels)
+                term = s.reg.mu_si(labels) if active else None
+            objective = regularized_loss(loss, term, cfg.alpha) if active else loss
+            s.opt.zero_grad(set_to_none=True)
+            objective.backward()
+            s.opt.step()
+            step += 1
+            tally.add(step, loss, logits, labels, objective, term)
+            bar.update(1)
+            if step in s.evals or step % 50 == 0:
+                _check_finite(tally.first_bad_step, files.root)
+            if step in s.evals:
+                if step % s.per_epoch == 0:
+                    s.sched.step()
+                tally.seconds += time.perf_counter() - t0
+                rows.append(evaluate_and_save(cfg, s, files, step, tally, rows, rank))
+                bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", acc=f"{rows[-1]['val_acc1']:.3f}")
+                tally, t0 = Tally(s.device, s.opt.param_groups[0]["lr"]), time.perf_counter()
+                s.net.train()
+    bar.close()
+    if rank == 0:
+        manifest.write(files)
+        ckpt.atomic_write(files.done, json.dumps({"step": step, "epochs": cfg.epochs}).encode())
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- evaluation points
+
+
+def evaluate_and_save(cfg: Config, s: Setup, files: RunFiles, step: int, tally: Tally, rows: list[dict],
+                      rank: int) -> dict:
+    """Measure the validation set; write the tables, the checkpoint, then metrics.csv. Returns the row."""
+    t0 = time.perf_counter()
+    result = measure(s.model, s.val_loader, s.classes, s.device)
+    means = result.module_means()
+    row = {
+        "epoch": step / s.per_epoch, "step": step, **tally.row(),
+        "val_acc1": result.acc1, "val_acc5": result.acc5,
+        **{f"si_{m}": means.get(m, float("nan")) for m in MODULES},
+        "top5_count": top_k_mean(result.prediction_counts, min(5, s.classes)),
+        "train_seconds": tally.seconds, "eval_seconds": time.perf_counter() - t0,
+    }
+    if rank == 0:
+        write_measurement(files, step, row["epoch"], result)
+        ckpt.atomic_save(
+            {"step": step, "model": s.model.state_dict(), "optimizer": s.opt.state_dict(),
+             "scheduler": s.sched.state_dict(), "rng": ckpt.rng_state(), "rows": [*rows, row],
+             "identity": identity(cfg)},
+            files.checkpoint(step),
+        )
+        ckpt.write_table(pd.DataFrame([*rows, row]), files.metrics)
+        _prune(files, keep_epochs(cfg), s.per_epoch)
+    return row
+
+
+def write_measurement(files: RunFiles, step: int, epoch: float, result) -> None:
+    """The per-unit SI and predicted-class counts of one evaluation point."""
+    ckpt.write_table(result.to_frame().assign(step=step, epoch=epoch), files.si(step))
+    counts = result.prediction_counts
+    ckpt.write_table(pd.DataFrame({"step": step, "epoch": epoch, "class": range(len(counts)),
+                                   "count": counts.numpy()}), files.predictions(step))
+
+
+def _prune(files: RunFiles, keep, steps_per_epoch: int) -> None:
+    found = files.checkpoints()
+    if keep == "all" or not found:
+        return
+    newest = found[-1][0]
+    for step, path in found:
+        if step == newest:
+            continue
+        if keep == "last" or step % steps_per_epoch or step // steps_per_epoch not in keep:
+            path.unlink(missing_ok=True)
+
+
+def _check_finite(first_bad_step: torch.Tensor, out: Path) -> None:
+    first = int(first_bad_step.item())
+    if first >= 0:
+        raise FloatingPointError(
+            f"the loss became NaN or infinite at step {first}; the run in {out} stopped there. "
+            "Its files up to the last checkpoint are intact (resume continues from it)."
+        )
+
+
+def _progress(cfg: Config, rank: int, total: int, step: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=step, desc=f"train {cfg.preset} seed {cfg.seed}", unit="step",
+                disable=not cfg.progress or rank != 0, dynamic_ncols=True)
+
+
+# ----------------------------------------------------------------------------- where it runs
 
 
 def _dist():
@@ -80,10 +342,7 @@ def _dist():
 
 
 def _device(cfg: Config) -> torch.device:
-    if cfg.device == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    else:
-        name = cfg.device
+    name = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ValueError(f"device={cfg.device!r} but CUDA is not available here; use --device cpu")
@@ -125,201 +384,3 @@ def _version() -> str:
         return version("classsel")
     except PackageNotFoundError:
         return "unknown"
-
-
-def _write_table(df: pd.DataFrame, path: Path) -> None:
-    buf = io.BytesIO()
-    df.to_csv(buf, index=False, compression={"method": "gzip", "mtime": 0} if path.suffix == ".gz" else None)
-    ckpt.atomic_write(path, buf.getvalue())
-
-
-def _prune(folder: Path, keep, steps_per_epoch: int) -> None:
-    found = ckpt.list_checkpoints(folder)
-    if keep == "all" or not found:
-        return
-    newest = found[-1][0]
-    for step, path in found:
-        if step == newest:
-            continue
-        if keep == "last" or step % steps_per_epoch or step // steps_per_epoch not in keep:
-            path.unlink(missing_ok=True)
-
-
-def train(cfg: Config, out: str | os.PathLike, resume: bool = False, log=print) -> pd.DataFrame:
-    """Train one run into ``out``; returns its metrics table. See the module docstring."""
-    rank, world, owns_group = _dist()
-    try:
-        lock = run_lock(Path(out)) if rank == 0 else contextlib.nullcontext()
-        with lock:
-            return _train(cfg, Path(out), resume, rank, world, log if rank == 0 else (lambda *a: None))
-    finally:
-        if owns_group:
-            torch.distributed.destroy_process_group()
-
-
-def _train(cfg: Config, out: Path, resume: bool, rank: int, world: int, log) -> pd.DataFrame:
-    device = _device(cfg)
-    cuda = device.type == "cuda"
-    amp = cfg.amp == "bf16" or (cfg.amp == "auto" and cuda)
-    channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda)
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the {world} processes")
-
-    # Data and model.
-    kw = {"image_size": cfg.image_size} if cfg.dataset == "imagefolder" else {}
-    train_ds = data.load(cfg.dataset, "train", cfg.data_root, **kw, **_per_class(cfg, cfg.per_class))
-    val_ds = data.load(cfg.dataset, "val", cfg.data_root, **kw, **_per_class(cfg, cfg.val_per_class))
-    classes = train_ds.num_classes
-    in_channels = train_ds[0][0].shape[0]
-    torch.manual_seed(cfg.seed)
-    model = build(cfg.arch, classes, width=cfg.width, in_channels=in_channels).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step or 10**9, gamma=0.1)
-    schedule = Schedule(cfg.alpha, cfg.reg_start, cfg.reg_stop, cfg.reg_modules, cfg.class_stat)
-    reg = SelectivityRegularizer(model, classes, cfg.reg_modules, cfg.class_stat)
-    train_loader = data.loader(train_ds, cfg.batch_size // world, train=True, seed=cfg.seed,
-                               workers=cfg.workers, distributed=world > 1)
-    val_loader = data.loader(val_ds, cfg.eval_batch_size, train=False, workers=cfg.workers, distributed=world > 1)
-    per_epoch = len(train_loader)
-    total = cfg.epochs * per_epoch
-    evals = sorted({e * per_epoch for e in range(cfg.epochs + 1)} | {s for s in cfg.eval_steps if s < total})
-
-    # Start or resume.
-    folders = {name: out / name for name in ("checkpoints", "si", "predictions")}
-    if rank == 0:
-        for f in folders.values():
-            f.mkdir(parents=True, exist_ok=True)
-    state = ckpt.newest_valid(folders["checkpoints"], device, log) if resume else None
-    if state is None and ckpt.list_checkpoints(folders["checkpoints"]) and not resume:
-        raise FileExistsError(f"{out} already holds a run; pass resume=True (--resume) to continue it")
-    if state is not None:
-        saved = state["identity"]
-        if saved != identity(cfg):
-            diff = sorted(k for k in set(saved) | set(identity(cfg)) if saved.get(k) != identity(cfg).get(k))
-            raise ValueError(f"{out} holds a run with another configuration (differs in {diff})")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        ckpt.set_rng_state(state["rng"])
-        step, rows = state["step"], list(state["rows"])
-        log(f"resuming {out} at step {step} (epoch {step / per_epoch:.2f})")
-    else:
-        step, rows = 0, []
-    if rank == 0:
-        ckpt.atomic_write(out / "config.json", json.dumps(describe(cfg, device, world), indent=2).encode())
-        if rows:
-            _write_table(pd.DataFrame(rows), out / METRICS)
-
-    def evaluate(running):
-        """Measure the validation set, write the tables, then the checkpoint."""
-        t0 = time.perf_counter()
-        result = measure(model, val_loader, classes, device)
-        means = result.module_means()
-        n = max(running["batches"], 1)
-        row = {
-            "epoch": step / per_epoch, "step": step,
-            "train_loss": running["loss"].item() / n if running["batches"] else float("nan"),
-            "train_acc1": running["correct"].item() / max(running["samples"], 1) if running["batches"] else float("nan"),
-            "mu_si": running["mu_si"].item() / running["reg_batches"] if running["reg_batches"] else float("nan"),
-            "lr": running["lr"],
-            "val_acc1": result.acc1, "val_acc5": result.acc5,
-            **{f"si_{m}": means.get(m, float("nan")) for m in MODULES},
-            "top5_count": top_k_mean(result.prediction_counts, min(5, classes)),
-            "train_seconds": running["seconds"], "eval_seconds": time.perf_counter() - t0,
-        }
-        rows.append(row)
-        if rank == 0:
-            tag = f"step{step:08d}"
-            units = result.to_frame().assign(step=step, epoch=row["epoch"])
-            _write_table(units, folders["si"] / f"{tag}.csv.gz")
-            counts = pd.DataFrame({"step": step, "epoch": row["epoch"], "class": range(classes),
-                                   "count": result.prediction_counts.numpy()})
-            _write_table(counts, folders["predictions"] / f"{tag}.csv")
-            _write_table(pd.DataFrame(rows), out / METRICS)
-            ckpt.atomic_save(
-                {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "rng": ckpt.rng_state(), "rows": rows,
-                 "identity": identity(cfg)},
-                ckpt.checkpoint_path(folders["checkpoints"], step),
-            )
-            _prune(folders["checkpoints"], keep_epochs(cfg), per_epoch)
-        return row
-
-    def fresh():
-        zero = lambda: torch.zeros((), device=device, dtype=torch.float64)  # noqa: E731
-        return {"loss": zero(), "correct": zero(), "mu_si": zero(), "bad": torch.full((), -1, device=device),
-                "batches": 0, "samples": 0, "reg_batches": 0, "seconds": 0.0, "lr": opt.param_groups[0]["lr"]}
-
-    running = fresh()
-    if step == 0 and not rows:
-        evaluate(running)
-    bar = _progress(cfg, rank, total, step)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
-    while step < total:
-        epoch, start = divmod(step, per_epoch)
-        data.set_epoch(train_loader, epoch, start)
-        active = schedule.active(epoch)
-        net.train()
-        t0 = time.perf_counter()
-        for images, labels in train_loader:
-            images = images.to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            labels = labels.to(device, non_blocking=True)
-            with autocast, (reg if active else contextlib.nullcontext()):
-                logits = net(images)
-                loss = F.cross_entropy(logits, labels)
-                term = reg.mu_si(labels) if active else None
-            objective = loss - cfg.alpha * term if active else loss
-            opt.zero_grad(set_to_none=True)
-            objective.backward()
-            opt.step()
-            step += 1
-            # Accumulate on the device; read back only at evaluation points.
-            running["loss"] += loss.detach()
-            running["correct"] += (logits.detach().argmax(1) == labels).sum()
-            running["bad"] = torch.where((running["bad"] < 0) & ~torch.isfinite(objective.detach()),
-                                         step, running["bad"])
-            running["batches"] += 1
-            running["samples"] += len(labels)
-            if active:
-                running["mu_si"] += term.detach()
-                running["reg_batches"] += 1
-            bar.update(1)
-            if step in evals or step % 50 == 0:
-                _check_finite(running["bad"], out)
-            if step in evals:
-                if step % per_epoch == 0:
-                    sched.step()
-                running["seconds"] += time.perf_counter() - t0
-                row = evaluate(running)
-                bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['val_acc1']:.3f}")
-                running, t0 = fresh(), time.perf_counter()
-                net.train()
-    bar.close()
-    if rank == 0:
-        ckpt.atomic_write(out / "DONE", json.dumps({"step": step, "epochs": cfg.epochs}).encode())
-    return pd.DataFrame(rows)
-
-
-def _per_class(cfg: Config, n):
-    return {"per_class": n} if cfg.dataset == "mnist5k" and n else {}
-
-
-def _check_finite(bad: torch.Tensor, out: Path) -> None:
-    first = int(bad.item())
-    if first >= 0:
-        raise FloatingPointError(
-            f"the loss became NaN or infinite at step {first}; the run in {out} stopped there. "
-            "Its files up to the last checkpoint are intact (resume continues from it)."
-        )
-
-
-def _progress(cfg: Config, rank: int, total: int, step: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=step, desc=f"train {cfg.preset} seed {cfg.seed}", unit="step",
-                disable=not cfg.progress or rank != 0, dynamic_ncols=True)

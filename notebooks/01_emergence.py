@@ -38,13 +38,11 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from classsel import experiments as ex
+from classsel import params
 from classsel import figures, runs
 
-preset = ex.check_preset(preset)
-seeds = ex.check_seeds(seeds, preset, "emergence")
-epochs = ex.check_epochs(epochs, preset)
-setting = ex.setting(preset, epochs, data_root, overrides)
-out = runs.results_dir("01_emergence", out_dir)
+p = params.check("emergence", globals())
+seeds, epochs, setting, out = p.seeds, p.epochs, p.setting, p.out
 figures.setup()
 
 # %% [markdown]

@@ -51,24 +51,12 @@ from myst_nb import glue
 
 from classsel import ablation
 from classsel import experiments as ex
+from classsel import params
 from classsel import figures, runs
 
-preset = ex.check_preset(preset)
-seeds = ex.check_seeds(seeds, preset, "ablation")
-epochs = ex.check_epochs(epochs, preset)
-setting = ex.setting(preset, epochs, data_root, overrides)
-levels = ex.check_int("levels", levels, 2)
-draws = ex.check_int("draws", draws, 1)
-if ablation_epochs is None:
-    grid = {"imagenet": list(range(11)), "mnist": [0.65, 0.8, 1, 2], "smoke": [0.2]}.get(
-        preset, [0, 0.125, 0.25, 0.5, 1, 2])
-    ablation_epochs = sorted({e for e in grid + list(range(10, epochs, 10)) if e < epochs} | {epochs})
-else:
-    ablation_epochs = ex.check_numbers("ablation_epochs", ablation_epochs)
-    if not all(0 <= e <= epochs for e in ablation_epochs):
-        raise ValueError(f"parameter ablation_epochs={ablation_epochs!r} is not valid: "
-                         f"expected epochs from 0 to epochs={epochs}")
-out = runs.results_dir("02_ablation", out_dir)
+p = params.check("ablation", globals())
+seeds, epochs, setting, out = p.seeds, p.epochs, p.setting, p.out
+ablation_epochs, levels, draws = p.ablation_epochs, p.levels, p.draws
 figures.setup()
 
 # %% [markdown]

@@ -47,24 +47,12 @@ from myst_nb import glue
 
 from classsel import cka
 from classsel import experiments as ex
+from classsel import params
 from classsel import figures, runs
 
-preset = ex.check_preset(preset)
-seeds = ex.check_seeds(seeds, preset, "cka")
-epochs = ex.check_epochs(epochs, preset)
-setting = ex.setting(preset, epochs, data_root, overrides)
-if cka_epochs is not None:
-    cka_epochs = ex.check_numbers("cka_epochs", cka_epochs)
-    if not all(0 <= e <= epochs for e in cka_epochs):
-        raise ValueError(f"parameter cka_epochs={cka_epochs!r} is not valid: expected None or epochs from 0 to "
-                         f"epochs={epochs}")
-layers = ex.parse_text(layers)
-if (isinstance(layers, str) or not hasattr(layers, "__iter__") or len(set(layers)) < 2
-        or not set(layers) <= set(cka.LAYERS)):
-    raise ValueError(f"parameter layers={layers!r} is not valid: expected a list of at least two of "
-                     f"{list(cka.LAYERS)}")
-layers = [name for name in cka.LAYERS if name in layers]
-out = runs.results_dir("03_cka", out_dir)
+p = params.check("cka", globals())
+seeds, epochs, setting, out = p.seeds, p.epochs, p.setting, p.out
+cka_epochs, layers = p.cka_epochs, p.layers
 figures.setup()
 LABELS = {**figures.MODULE_LABELS, "fc": "FC"}
 

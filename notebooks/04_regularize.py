@@ -45,21 +45,13 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from classsel import experiments as ex
+from classsel import params
 from classsel import figures, runs
 
-preset = ex.check_preset(preset)
-seeds = ex.check_seeds(seeds, preset, "regularize")
-epochs = ex.check_epochs(epochs, preset, "regularize")
-setting = ex.setting(preset, epochs, data_root, overrides)
-alpha = ex.check_strength("alpha", alpha, -1)
-if reg_starts is None:
-    reg_starts = ex.regularize_starts(preset, epochs)
-reg_starts = sorted(set(ex.check_ints("reg_starts", reg_starts, 0, epochs - 1)))
-reg_stop = ex.check_int("reg_stop", reg_stop, 1, epochs, allow_none=True)
-modules = ex.check_modules("modules", modules)
-alphas = [] if alphas is None else ex.check_numbers("alphas", alphas)
-recover_stop = ex.check_int("recover_stop", recover_stop, 1, epochs - 1, allow_none=True)
-out = runs.results_dir("04_regularize", out_dir)
+p = params.check("regularize", globals())
+seeds, epochs, setting, out = p.seeds, p.epochs, p.setting, p.out
+alpha, reg_starts, reg_stop, modules = p.alpha, p.reg_starts, p.reg_stop, p.modules
+alphas, recover_stop = p.alphas, p.recover_stop
 figures.setup()
 
 # %% [markdown]

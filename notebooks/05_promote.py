@@ -46,18 +46,12 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from classsel import experiments as ex
+from classsel import params
 from classsel import figures, runs
 
-preset = ex.check_preset(preset)
-seeds = ex.check_seeds(seeds, preset, "promote")
-epochs = ex.check_epochs(epochs, preset, "promote")
-setting = ex.setting(preset, epochs, data_root, overrides)
-default_alphas, default_schedules = ex.promote_defaults(preset, epochs)
-alphas = ex.check_numbers("alphas", default_alphas if alphas is None else alphas)
-alphas = list(dict.fromkeys(ex.check_strength(f"alphas[{i}]", a, +1) for i, a in enumerate(alphas)))
-schedules = ex.check_pairs("schedules", default_schedules if schedules is None else schedules, epochs)
-modules = ex.check_modules("modules", modules)
-out = runs.results_dir("05_promote", out_dir)
+p = params.check("promote", globals())
+seeds, epochs, setting, out = p.seeds, p.epochs, p.setting, p.out
+alphas, schedules, modules = p.alphas, p.schedules, p.modules
 figures.setup()
 
 # %% [markdown]

@@ -48,25 +48,13 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from classsel import experiments as ex
+from classsel import params
 from classsel import figures, representation, runs
 
-SUPPRESS_MODULES = ("layer1", "layer2", "layer3")  # as notebook 04
-
-preset = ex.check_preset(preset)
-seeds = ex.check_seeds(seeds, preset, "class_representation")
-epochs = ex.check_epochs(epochs, preset, "regularize")
-setting = ex.setting(preset, epochs, data_root, overrides)
-suppress_alpha = ex.check_strength("suppress_alpha", suppress_alpha, -1)
-promote_alpha = ex.check_strength("promote_alpha", promote_alpha, +1)
-if promote_schedule is None:  # notebook 05's first default schedule, so that its runs are reused
-    promote_schedule = ex.promote_defaults(preset, epochs)[1][0]
-promote_start, promote_stop = ex.check_pair("promote_schedule", promote_schedule, epochs)
-promote_modules = ex.check_modules("promote_modules", promote_modules)
-early_until = ex.check_number("early_until", early_until)
-if not 0 < early_until < epochs:
-    raise ValueError(f"parameter early_until={early_until!r} is not valid: expected an epoch between 0 and "
-                     f"{epochs} (exclusive)")
-out = runs.results_dir("06_class_representation", out_dir)
+p = params.check("class_representation", globals())
+seeds, epochs, setting, out = p.seeds, p.epochs, p.setting, p.out
+suppress_alpha, promote_alpha, promote_modules = p.suppress_alpha, p.promote_alpha, p.promote_modules
+promote_start, promote_stop, early_until = p.promote_start, p.promote_stop, p.early_until
 figures.setup()
 
 # %% [markdown]
@@ -80,7 +68,7 @@ figures.setup()
 span = f"from epoch {promote_start}" if promote_stop is None else f"epochs {promote_start}-{promote_stop}"
 conditions = {
     "unregularised": ex.baseline(setting, seeds),
-    f"α={suppress_alpha:g} from epoch 0": ex.regularized(setting, seeds, suppress_alpha, 0, None, SUPPRESS_MODULES),
+    f"α={suppress_alpha:g} from epoch 0": ex.regularized(setting, seeds, suppress_alpha, 0, None),
     f"α=+{promote_alpha:g}, {span}": ex.regularized(setting, seeds, promote_alpha, promote_start, promote_stop,
                                                     promote_modules),
 }

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from classsel import checkpoint as ckpt
-from classsel import runs
+from classsel import layout, runs
 from classsel.config import config_hash, resolve
 
 
@@ -17,9 +17,9 @@ def store(tmp_path, monkeypatch):
 
 
 def test_root_follows_the_environment(store, monkeypatch):
-    assert runs.root() == store
+    assert layout.store() == store
     monkeypatch.delenv("CLASSSEL_RUNS")
-    assert runs.root().name == "runs" and (runs.root().parent / "pyproject.toml").exists()
+    assert layout.store().name == "runs" and (layout.store().parent / "pyproject.toml").exists()
 
 
 def test_identity_ignores_execution_details():
@@ -47,7 +47,7 @@ def test_ensure_trains_reuses_and_resumes(store):
     # Partial (the newest checkpoint and DONE gone): resumed, same result.
     before = first[1].metrics()
     (first[1].path / "DONE").unlink()
-    ckpt.list_checkpoints(first[1].path / "checkpoints")[-1][1].unlink()
+    first[1].files.checkpoints()[-1][1].unlink()
     log.clear()
     runs.ensure(cfg, seeds=[1], log=log.append)
     assert any("resuming" in m for m in log)

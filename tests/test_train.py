@@ -13,6 +13,7 @@ import torch
 
 from classsel import checkpoint as ckpt
 from classsel.config import resolve
+from classsel.layout import RunFiles
 from classsel.train import RunLocked, run_lock, train
 
 TIMING = ["train_seconds", "eval_seconds"]
@@ -44,7 +45,7 @@ def test_run_writes_everything(smoke_run):
     assert info["config"]["preset"] == "smoke" and info["versions"]["torch"] == torch.__version__
     assert "device" in info and "git_commit" in info and len(info["hash"]) == 10
     for step in metrics["step"]:
-        state = torch.load(ckpt.checkpoint_path(out / "checkpoints", step), weights_only=True)
+        state = torch.load(RunFiles(out).checkpoint(step), weights_only=True)
         assert {"model", "optimizer", "scheduler", "rng", "rows"} <= set(state)
         units = pd.read_csv(out / "si" / f"step{step:08d}.csv.gz")
         assert {"module", "block", "unit", "si", "step"} <= set(units.columns)
@@ -66,7 +67,7 @@ def test_killed_and_resumed_equals_uninterrupted(smoke_run, tmp_path):
     def start_and_kill(extra, wait_for_checkpoints, delay):
         proc = subprocess.Popen([*args, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
-        while time.time() < deadline and len(ckpt.list_checkpoints(out / "checkpoints")) < wait_for_checkpoints:
+        while time.time() < deadline and len(RunFiles(out).checkpoints()) < wait_for_checkpoints:
             time.sleep(0.02)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
@@ -89,7 +90,7 @@ def test_corrupt_newest_checkpoint_is_reported_and_skipped(smoke_run, tmp_path):
     out = tmp_path / "run"
     subprocess.run(["cp", "-r", str(ref_dir), str(out)], check=True)
     (out / "DONE").unlink()
-    newest = ckpt.list_checkpoints(out / "checkpoints")[-1][1]
+    newest = RunFiles(out).checkpoints()[-1][1]
     newest.write_bytes(newest.read_bytes()[:1000])  # truncated
     messages = []
     metrics = train(resolve("smoke", epochs=3, progress=False), out, resume=True, log=messages.append)
@@ -117,7 +118,7 @@ def test_nan_loss_stops_with_the_step(tmp_path):
     with pytest.raises(FloatingPointError, match=r"at step \d+"):
         train(cfg, tmp_path, log=lambda *a: None)
     # what was written before is intact
-    state = ckpt.newest_valid(tmp_path / "checkpoints")
+    state = ckpt.newest_valid(RunFiles(tmp_path).checkpoints())
     assert state is not None and torch.isfinite(torch.cat([p.flatten() for p in state["model"].values()
                                                           if p.is_floating_point()])).all()
     assert len(pd.read_csv(tmp_path / "metrics.csv")) == len(state["rows"])
@@ -155,7 +156,10 @@ def test_imagenet_path_on_a_generated_imagefolder_tree(tmp_path, imagefolder_tre
     imagefolder_tree(tmp_path / "tree", classes=["n00", "n01", "n02"], per_class={"train": 6, "val": 2})
     cfg = resolve("imagenet", data_root=str(tmp_path / "tree"), epochs=1, batch_size=6, eval_batch_size=6,
                   image_size=32, workers=0, progress=False)
-    assert cfg.arch == "resnet50" and cfg.lr_step == 30 and cfg.momentum == 0.9 and cfg.weight_decay == 1e-4
+    paper = resolve("imagenet", data_root=str(tmp_path / "tree"))
+    assert paper.arch == "resnet50" and paper.lr_step == 30 and paper.momentum == 0.9 and paper.weight_decay == 1e-4
+    assert (paper.epochs, paper.batch_size, paper.lr) == (90, 256, 0.1)
+    assert cfg.lr_step is None  # a one-epoch run never reaches epoch 30: normalised away
     metrics = train(cfg, tmp_path / "run", log=lambda *a: None)
     assert list(metrics["step"]) == [0, 3]
     units = pd.read_csv(tmp_path / "run" / "si" / "step00000003.csv.gz")

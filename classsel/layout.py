@@ -1,0 +1,140 @@
+"""Where every file of a run and of the run store lives. No other code joins a run path.
+
+The run store (``runs/`` at the project root, or ``$CLASSSEL_RUNS``)::
+
+    <hash>/config.json            the configuration's identity (classsel.config.identity)
+    <hash>/seed<S>/               one run (:class:`RunFiles`)
+    results/<section>/            a notebook's figures and tables
+
+A run's folder::
+
+    config.json                   resolved configuration, versions, device
+    metrics.csv                   one row per evaluation point
+    si/stepNNNNNNNN.csv.gz        SI of every unit at that point
+    predictions/stepNNNNNNNN.csv  predicted-class counts at that point
+    checkpoints/stepNNNNNNNN.pt   model, optimiser, scheduler, RNG states, metrics rows
+    derived/<name>.csv            analyses computed from the run (ablation, CKA), cached,
+    derived/<name>.csv.sha256     with its checksum
+    MANIFEST.json                 size and SHA-256 of every file, written when the run ends
+    DONE                          the run finished
+    .lock                         held by the process training the run
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+STEP = re.compile(r"step(\d{8})\.")
+#: Temporary files of interrupted atomic writes: ``.<name>.tmp<pid>``.
+TEMPORARY = re.compile(r"^\..+\.tmp\d+$")
+
+
+def step_name(step: int) -> str:
+    return f"step{step:08d}"
+
+
+def temporary(path: Path) -> Path:
+    """The name an atomic write of ``path`` writes first (see :func:`classsel.checkpoint.atomic_write`)."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of the run in folder ``root``."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    config = property(lambda self: self.root / "config.json")
+    metrics = property(lambda self: self.root / "metrics.csv")
+    done = property(lambda self: self.root / "DONE")
+    manifest = property(lambda self: self.root / "MANIFEST.json")
+    lock = property(lambda self: self.root / ".lock")
+    checkpoints_dir = property(lambda self: self.root / "checkpoints")
+    si_dir = property(lambda self: self.root / "si")
+    predictions_dir = property(lambda self: self.root / "predictions")
+    derived_dir = property(lambda self: self.root / "derived")
+
+    def si(self, step: int) -> Path:
+        return self.si_dir / f"{step_name(step)}.csv.gz"
+
+    def predictions(self, step: int) -> Path:
+        return self.predictions_dir / f"{step_name(step)}.csv"
+
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints_dir / f"{step_name(step)}.pt"
+
+    def derived(self, name: str) -> Path:
+        return self.derived_dir / f"{name}.csv"
+
+    def derived_checksum(self, name: str) -> Path:
+        return self.derived_dir / f"{name}.csv.sha256"
+
+    def folders(self) -> tuple[Path, ...]:
+        """The folders a run writes into."""
+        return (self.checkpoints_dir, self.si_dir, self.predictions_dir)
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """``(step, path)`` of every checkpoint file, oldest first."""
+        return _steps(self.checkpoints_dir, ".pt")
+
+    def si_steps(self) -> list[int]:
+        return [s for s, _ in _steps(self.si_dir, ".csv.gz")]
+
+    def prediction_steps(self) -> list[int]:
+        return [s for s, _ in _steps(self.predictions_dir, ".csv")]
+
+    def recorded(self) -> list[Path]:
+        """The files the manifest records: everything the run wrote but the lock, the
+        manifest itself, DONE and derived analyses (which carry their own checksums)."""
+        skip = {self.lock, self.manifest, self.done}
+        return sorted(p for p in self.root.rglob("*") if p.is_file() and p not in skip
+                      and self.derived_dir not in p.parents and not TEMPORARY.match(p.name))
+
+    def temporaries(self) -> list[Path]:
+        """Leftovers of writes that were interrupted."""
+        return sorted(p for p in self.root.rglob(".*.tmp*") if TEMPORARY.match(p.name))
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def _steps(folder: Path, suffix: str) -> list[tuple[int, Path]]:
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir()
+             if (m := STEP.match(p.name)) and p.name == f"{step_name(int(m.group(1)))}{suffix}"]
+    return sorted(found)
+
+
+# ----------------------------------------------------------------------------- the store
+
+
+def store() -> Path:
+    """The run store's root: ``$CLASSSEL_RUNS``, else ``runs/`` at the project root (or here)."""
+    env = os.environ.get("CLASSSEL_RUNS")
+    if env:
+        return Path(env)
+    project = Path(__file__).resolve().parents[1]
+    return (project if (project / "pyproject.toml").exists() else Path.cwd()) / "runs"
+
+
+def configuration(config_hash: str) -> Path:
+    """The identity file shared by every seed of a configuration."""
+    return store() / config_hash / "config.json"
+
+
+def run(config_hash: str, seed: int) -> RunFiles:
+    return RunFiles(store() / config_hash / f"seed{seed}")
+
+
+def results(section: str, out_dir=None) -> Path:
+    """Where a section notebook writes its figures and tables (``<store>/results/<section>``), created."""
+    folder = Path(out_dir) if out_dir is not None else store() / "results" / section
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
