@@ -1,0 +1,303 @@
+"""Nothing lost, nothing silent: bad input is refused before anything is written, a damaged
+run in the store is mended or named, concurrent requests wait, interrupted writes leave
+nothing behind."""
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from classsel import checkpoint as ckpt
+from classsel import layout, manifest, runs
+from classsel.config import config_hash, resolve
+from classsel.layout import RunFiles
+from classsel.train import train
+
+CLI = [sys.executable, "-m", "classsel", "train"]
+QUIET = dict(progress=False)
+
+
+def cli(*args, **kw):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, **kw)
+
+
+def one_line_error(r, message):
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert "Traceback" not in r.stderr and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert message in lines[0], lines[0]
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "store"))
+    return tmp_path / "store"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished smoke run in a store of its own, kept as a reference to copy from."""
+    root = tmp_path_factory.mktemp("store")
+    os.environ["CLASSSEL_RUNS"] = str(root)
+    try:
+        (run,) = runs.ensure(resolve("smoke", epochs=2, **QUIET), [0], log=lambda *a: None)
+    finally:
+        del os.environ["CLASSSEL_RUNS"]
+    return root, run
+
+
+def copy_store(finished, store):
+    subprocess.run(["cp", "-r", str(finished[0]), str(store)], check=True)
+    return runs.Run(finished[1].config, 0)
+
+
+# ----------------------------------------------------------------------------- bad input, refused
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--epochs", "1000000000"], "epochs=1000000000 is not valid: expected an integer 1..10000"),
+    (["--batch-size", "1000"], "batch_size=1000 is not valid: expected at most the 300 training images"),
+    (["--seed", "100000000000000000000"], "seed=100000000000000000000 is not valid"),
+    (["--seed", "-1"], "seed=-1 is not valid"),
+    (["--seed", "1e20"], "'1e20' is not an integer"),
+    (["--arch", "resnet18"], "arch='resnet18' is not valid: expected resnet50_narrow for the 1-channel images"),
+    (["--keep-checkpoints=-5"], "keep_checkpoints='-5' is not valid"),
+    (["--keep-checkpoints="], "keep_checkpoints='' is not valid"),
+    (["--keep-checkpoints", "0,9"], "keep_checkpoints='0,9' is not valid: expected all, last, or epochs in 0..3"),
+    (["--per-class", "401"], "per_class=401 is not valid"),
+    (["--device", "gpu"], "device='gpu' is not valid"),
+])
+def test_bad_values_are_one_line_errors_and_write_nothing(args, message, tmp_path):
+    if args[0] == "--seed" and args[1] == "1e20":
+        r = cli("--preset", "smoke", *args, "--out", str(tmp_path / "run"))
+        assert r.returncode == 2 and message in r.stderr  # argparse's own message
+    else:
+        one_line_error(cli("--preset", "smoke", *args, "--out", str(tmp_path / "run")), message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_with_a_bad_keep_list_keeps_every_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    train(resolve("smoke", epochs=1, **QUIET), out, log=lambda *a: None)
+    before = RunFiles(out).checkpoints()
+    for keep in ("-5", ""):
+        one_line_error(cli("--preset", "smoke", "--epochs", "1", "--out", str(out), "--resume",
+                           f"--keep-checkpoints={keep}"), "keep_checkpoints=")
+    assert RunFiles(out).checkpoints() == before and len(before) == 3
+
+
+def test_out_that_is_a_file_and_a_folder_that_cannot_be_made(tmp_path):
+    (tmp_path / "file").write_text("x")
+    one_line_error(cli("--preset", "smoke", "--out", str(tmp_path / "file")), "is a file: expected a folder")
+    one_line_error(cli("--preset", "smoke", "--out", "/proc/classsel-run"), "/proc/classsel-run")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
+def test_cuda_where_there_is_none(tmp_path):
+    one_line_error(cli("--preset", "smoke", "--device", "cuda", "--out", str(tmp_path / "run")),
+                   "CUDA is not available here")
+    assert not (tmp_path / "run").exists()
+    r = cli("--traceback", "--preset", "smoke", "--device", "cuda", "--out", str(tmp_path / "run"))
+    assert r.returncode != 0 and "Traceback" in r.stderr  # asked for
+
+
+def test_eval_step_past_an_imagefolder_run_is_refused_before_writing(tmp_path, imagefolder_tree):
+    imagefolder_tree(tmp_path / "tree", classes=["a", "b"], per_class={"train": 4, "val": 2})
+    cfg = resolve("imagenet", data_root=str(tmp_path / "tree"), epochs=1, batch_size=4, eval_batch_size=4,
+                  image_size=32, eval_steps=(5,), **QUIET)
+    with pytest.raises(ValueError, match=r"eval_steps=\[5\] is not valid: \[5\] at or past the run's last step 2"):
+        train(cfg, tmp_path / "run")
+    cfg.batch_size = 16
+    with pytest.raises(ValueError, match="batch_size=16 is not valid: expected at most the 8 training images"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- options that change nothing
+
+
+@pytest.mark.parametrize("fields", [
+    dict(reg_stop=3),  # the run ends at epoch 3 anyway
+    dict(reg_stop=7),
+    dict(reg_start=2),  # alpha 0: no regulariser
+    dict(reg_modules=("layer4",), class_stat="sum"),
+    dict(image_size=64),  # MNIST ignores it
+    dict(data_root="/somewhere"),
+    dict(eval_steps=(2, 10, 45, 1000)),  # 10 is an epoch's end; 45 and 1000 are past the run
+    dict(width=8, lr_step=3),  # the learning rate would first fall after the last epoch
+])
+def test_options_that_cannot_change_a_run_do_not_change_its_identity(fields):
+    plain = resolve("smoke")
+    alpha = {"alpha": -1.0} if "reg_stop" in fields else {}
+    assert config_hash(resolve("smoke", **alpha, **fields)) == config_hash(resolve("smoke", **alpha))
+    assert config_hash(resolve("smoke", reg_stop=2, alpha=-1.0)) != config_hash(resolve("smoke", alpha=-1.0))
+    assert config_hash(plain) != config_hash(resolve("smoke", eval_steps=(3,)))
+
+
+# ----------------------------------------------------------------------------- a damaged run
+
+
+def test_a_finished_run_has_a_manifest_of_every_file(finished, monkeypatch):
+    root, run = finished
+    monkeypatch.setenv("CLASSSEL_RUNS", str(root))
+    entries = manifest.read(run.files)
+    names = set(entries)
+    steps = run.steps()
+    assert {"metrics.csv", "config.json"} <= names
+    assert {f"si/{layout.step_name(s)}.csv.gz" for s in steps} <= names
+    assert {f"checkpoints/{layout.step_name(s)}.pt" for s in steps} <= names
+    assert not manifest.check(run.files, entries)
+    assert entries["metrics.csv"]["sha256"] == manifest.sha256(run.files.metrics)
+
+
+@pytest.mark.parametrize("damage", ["remove", "edit"])
+def test_a_damaged_si_table_is_measured_again(finished, store, damage):
+    run = copy_store(finished, store)
+    step = run.steps()[2]
+    target = run.files.si(step)
+    original = target.read_bytes()
+    if damage == "remove":
+        target.unlink()
+    else:
+        table = pd.read_csv(target)
+        table.loc[0, "si"] = 0.999
+        table.to_csv(target, index=False, compression="gzip")
+    log = []
+    (again,) = runs.ensure(run.config, [0], log=log.append)
+    assert any("measuring step" in m for m in log) and not any("training run" in m for m in log)
+    assert target.read_bytes() == original
+    assert len(again.units()) == len(pd.read_csv(target)) * len(again.steps())
+
+
+def test_a_removed_prediction_table_is_measured_again(finished, store):
+    run = copy_store(finished, store)
+    target = run.files.predictions(run.steps()[-1])
+    original = target.read_bytes()
+    target.unlink()
+    runs.ensure(run.config, [0], log=lambda *a: None)
+    assert target.read_bytes() == original
+
+
+def test_an_edited_metrics_table_is_written_again_from_the_checkpoint(finished, store):
+    run = copy_store(finished, store)
+    original = run.files.metrics.read_bytes()
+    table = pd.read_csv(run.files.metrics)
+    table.loc[len(table) - 1, "val_acc1"] = 0.99
+    table.to_csv(run.files.metrics, index=False)
+    log = []
+    (again,) = runs.ensure(run.config, [0], log=log.append)
+    assert any("metrics.csv again" in m for m in log)
+    assert run.files.metrics.read_bytes() == original and again.metrics().val_acc1.iloc[-1] != 0.99
+
+
+def test_a_run_with_a_missing_checkpoint_is_set_aside_and_trained_again(finished, store):
+    run = copy_store(finished, store)
+    run.files.checkpoint(run.steps()[1]).unlink()
+    log = []
+    (again,) = runs.ensure(run.config, [0], log=log.append)
+    assert any("training run" in m for m in log)
+    aside = [p for p in run.path.parent.iterdir() if p.name.startswith("seed0.damaged-")]
+    assert len(aside) == 1 and (aside[0] / "metrics.csv").exists()  # nothing deleted
+    assert again.done and not manifest.check(again.files, manifest.read(again.files))
+    cols = [c for c in again.metrics().columns if not c.endswith("seconds")]
+    before = pd.read_csv(aside[0] / "metrics.csv", float_precision="round_trip").assign(seed=0, config=again.hash)
+    pd.testing.assert_frame_equal(again.metrics()[cols], before[cols], check_exact=True)
+
+
+def test_a_changed_checkpoint_is_refused_when_loaded(finished, store):
+    run = copy_store(finished, store)
+    path = run.files.checkpoint(run.steps()[-1])
+    state = ckpt.load(path)
+    state["model"]["fc.bias"] += 1
+    ckpt.atomic_save(state, path)
+    with pytest.raises(ValueError, match="differs from the run's manifest"):
+        run.model(run.steps()[-1])
+
+
+def test_a_table_missing_outside_the_store_check_is_an_error_not_fewer_rows(finished, store):
+    run = copy_store(finished, store)
+    run.files.si(run.steps()[1]).unlink()
+    with pytest.raises(FileNotFoundError):
+        run.units()
+
+
+def test_a_requested_epoch_without_a_checkpoint_is_named(store):
+    from classsel import experiments as ex
+
+    (run,) = runs.ensure(resolve("smoke", epochs=2, keep_checkpoints="last", **QUIET), [0], log=lambda *a: None)
+    with pytest.raises(ValueError, match=r"no checkpoint at step\(s\) \[10\]"):
+        ex.epoch_steps(run, [1, 2])
+    assert ex.epoch_steps(run, [2]) == [20]
+
+
+# ----------------------------------------------------------------------------- two requests, one run
+
+
+def test_a_second_request_waits_for_the_first_and_reuses_its_run(store):
+    cfg = resolve("smoke", epochs=2, **QUIET)
+    files = layout.run(config_hash(cfg), 0)
+    code = ("import os, classsel.runs as r, classsel.config as c; "
+            "r.ensure(c.resolve('smoke', epochs=2, progress=False), [0], log=lambda *a: None)")
+    first = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "CLASSSEL_RUNS": str(store)})
+    deadline = time.time() + 120
+    while time.time() < deadline and not (files.lock.exists() and files.lock.read_text().strip()):
+        time.sleep(0.05)
+    log = []
+    (run,) = runs.ensure(cfg, [0], log=log.append)
+    assert first.wait(timeout=300) == 0
+    assert any(f"waiting for process {first.pid}" in m for m in log), log
+    assert not any("training run" in m or "resuming" in m for m in log), log
+    assert run.done and len(run.metrics()) == 4
+
+
+# ----------------------------------------------------------------------------- interrupted writes
+
+
+def test_leftover_temporary_files_are_removed_on_the_next_start(tmp_path):
+    out = tmp_path / "run"
+    train(resolve("smoke", epochs=1, **QUIET), out, log=lambda *a: None)
+    files = RunFiles(out)
+    leftovers = [files.checkpoints_dir / ".step00000010.pt.tmp4242", files.si_dir / ".step00000002.csv.gz.tmp7",
+                 out / ".metrics.csv.tmp99"]
+    for p in leftovers:
+        p.write_bytes(b"half")
+    assert set(files.temporaries()) == set(leftovers) and not set(leftovers) & set(files.recorded())
+    train(resolve("smoke", epochs=1, **QUIET), out, resume=True, log=lambda *a: None)
+    assert files.temporaries() == []
+
+
+def test_a_failed_write_names_its_file_and_leaves_nothing(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"could not write .*metrics\.csv: No space left on device"):
+        ckpt.atomic_write(tmp_path / "metrics.csv", b"x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_metrics_never_list_a_point_whose_checkpoint_was_not_written(tmp_path, monkeypatch):
+    saves = []
+    real = ckpt.atomic_save
+
+    def failing(obj, path):
+        saves.append(path)
+        if len(saves) == 3:
+            raise OSError(errno.ENOSPC, f"could not write {path}: No space left on device")
+        real(obj, path)
+
+    monkeypatch.setattr(ckpt, "atomic_save", failing)
+    out = tmp_path / "run"
+    with pytest.raises(OSError, match="step00000010.pt"):
+        train(resolve("smoke", epochs=1, **QUIET), out, log=lambda *a: None)
+    listed = pd.read_csv(out / "metrics.csv").step.tolist()
+    assert listed == [0, 2] and [s for s, _ in RunFiles(out).checkpoints()] == [0, 2]
+    monkeypatch.setattr(ckpt, "atomic_save", real)
+    metrics = train(resolve("smoke", epochs=1, **QUIET), out, resume=True, log=lambda *a: None)
+    assert metrics.step.tolist() == [0, 2, 10] and json.loads((out / "DONE").read_text())["step"] == 10
