@@ -2,11 +2,13 @@
 
 :func:`hsic1` and :func:`gram` are the math; :func:`cka_matrix` runs a loader once,
 records one Gram matrix per layer per batch through forward hooks and accumulates
-HSIC_1 for every pair of layers in float64.
+HSIC_1 for every pair of layers in float64. A layer whose features are not finite, or
+the same for every image of each batch, leaves CKA undefined (0/0): a ValueError names it.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import ExitStack
 
 import pandas as pd
@@ -89,15 +91,16 @@ def cka_matrix(
         device = _device(model)
 
     stores: list[dict[str, torch.Tensor]] = [{} for _ in specs]
+    varies: list[dict[str, torch.Tensor]] = [{} for _ in specs]  # layer -> features differ within a batch
     names = [union] if single else [rows, cols]
     sums = None  # float64 HSIC_1 sums, kept on the device until the end
     batches = 0
     modes = [_train_modes(m) for m, _ in specs]
     try:
         with ExitStack() as stack, torch.no_grad():
-            for (m, modules), store in zip(specs, stores):
+            for (m, modules), store, var in zip(specs, stores, varies):
                 m.eval()
-                stack.enter_context(forward_hooks(modules, _recorder(store)))
+                stack.enter_context(forward_hooks(modules, _recorder(store, var)))
             for batch in tqdm(loader, desc="CKA", disable=not progress):
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
                 if x.shape[0] < 4:
@@ -128,12 +131,15 @@ def cka_matrix(
     if single:
         hsic = (sums[0] + sums[0].T) / 2  # exact symmetry for a single model
         diag = hsic.diagonal()
+        _check_self_terms(diag, union, varies[0], "")
         index = {name: i for i, name in enumerate(union)}
         r = torch.tensor([index[n] for n in rows], device=hsic.device)
         c = torch.tensor([index[n] for n in cols], device=hsic.device)
         cka = hsic[r][:, c] / torch.sqrt(diag[r][:, None] * diag[c][None, :])
     else:
         hsic, self_a, self_b = sums
+        _check_self_terms(self_a, rows, varies[0], "model's ")
+        _check_self_terms(self_b, cols, varies[1], "model_b's ")
         cka = hsic / torch.sqrt(self_a[:, None] * self_b[None, :])
     return pd.DataFrame(cka.cpu().numpy(), index=list(rows), columns=list(cols))
 
@@ -178,12 +184,35 @@ def _hsic1_self(A: torch.Tensor) -> torch.Tensor:
     return (trace + a * a / ((n - 1) * (n - 2)) - 2 / (n - 2) * a1.square().sum(1)) / (n * (n - 3))
 
 
-def _recorder(store: dict[str, torch.Tensor]):
+def _recorder(store: dict[str, torch.Tensor], varies: dict[str, torch.Tensor]):
     # Reduce each output to its Gram at once, so no feature map outlives its layer.
     def record(name: str, output: torch.Tensor) -> None:
         store[name] = gram(output)
+        # Exact, on the raw features: a constant layer's centred features may keep rounding
+        # residue, which would give a tiny HSIC_1(K, K) and a meaningless CKA, not NaN.
+        flat = output.flatten(1)
+        differs = (flat != flat[:1]).any()
+        varies[name] = differs if name not in varies else varies[name] | differs
 
     return record
+
+
+def _check_self_terms(self_hsic: torch.Tensor, names, varies: dict[str, torch.Tensor], side: str) -> None:
+    """Raise, naming the layer, where ``sum_i HSIC_1(K_i, K_i)`` leaves CKA undefined (NaN).
+
+    That is where a layer's features are not finite in some batch, or the same for every
+    image of each batch (a dead or saturated layer), so that the sum is 0.
+    """
+    values = self_hsic.tolist()
+    for name, value in zip(names, values):
+        if not math.isfinite(value):
+            raise ValueError(f"{side}layer {name!r} gives features that are not finite (NaN or inf): no CKA")
+    for name, value in zip(names, values):
+        if value <= 0 or not bool(varies[name]):
+            raise ValueError(
+                f"{side}layer {name!r} gives the same features for every image of each batch "
+                f"(sum of HSIC_1(K, K) = {value:.3g}): CKA with it is undefined"
+            )
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -151,8 +151,9 @@ def measure(
 ) -> SelectivityResult:
     """Class means of every block's units, SI, accuracy and prediction counts, in one pass.
 
-    Exact under ``torch.distributed``: sums and counts are all-reduced and the samples
-    a ``DistributedSampler`` repeats to pad its shards are left out.
+    ``num_classes`` must be the model's number of outputs. Exact under ``torch.distributed``:
+    sums and counts are all-reduced and the samples a ``DistributedSampler`` repeats to pad
+    its shards are left out.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     blocks = bottlenecks(model, modules)
@@ -189,6 +190,11 @@ def measure(
                     labels_dev = labels_dev[keep]
                 counts.index_add_(0, labels_dev, torch.ones_like(labels_dev, dtype=torch.float64))
                 logits = model(images.to(device, non_blocking=True))
+                if logits.shape[1] != num_classes:
+                    raise ValueError(
+                        f"num_classes={num_classes} but the model outputs {logits.shape[1]} classes; "
+                        f"pass the model's number of classes"
+                    )
                 if keep is not None:
                     logits = logits[keep]
                 top = logits.topk(min(5, num_classes), dim=1).indices

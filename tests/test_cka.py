@@ -296,3 +296,28 @@ def test_small_batches_and_empty_loaders_raise(narrow):
         hsic1(torch.eye(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="same shape"):
         hsic1(torch.eye(4, dtype=torch.float64), torch.eye(5, dtype=torch.float64))
+
+
+# --- layers that leave CKA undefined ------------------------------------------------
+
+
+def test_constant_or_non_finite_layers_are_named(narrow, narrow_batches):
+    # Once a silent NaN in the matrix. A zero fc gives every image exactly the same logits: its bias.
+    dead = copy.deepcopy(narrow)
+    torch.nn.init.zeros_(dead.fc.weight)
+    with pytest.raises(ValueError, match=r"layer 'fc' gives the same features for every image"):
+        cka_matrix(dead, narrow_batches)
+    with pytest.raises(ValueError, match=r"model_b's layer 'fc' gives the same features"):
+        cka_matrix(narrow, narrow_batches, model_b=dead)
+    broken = copy.deepcopy(narrow)
+    with torch.no_grad():
+        broken.layer3[0].conv1.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"layer 'layer3' gives features that are not finite"):
+        cka_matrix(broken, narrow_batches)
+    with pytest.raises(ValueError, match=r"model_b's layer 'layer4' gives features that are not finite"):
+        cka_matrix(narrow, narrow_batches, layers=("layer1",), model_b=broken, layers_b=("layer4", "fc"))
+    overflow = copy.deepcopy(narrow)
+    with torch.no_grad():
+        overflow.fc.bias[0] = float("inf")
+    with pytest.raises(ValueError, match=r"layer 'fc' gives features that are not finite"):
+        cka_matrix(overflow, narrow_batches, layers=("layer2", "fc"))
