@@ -6,6 +6,8 @@ output channels of every residual block (Bottleneck, or BasicBlock for resnet18/
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -180,6 +182,30 @@ class forward_hooks:
             h.remove()
         self.handles.clear()
         return False
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Context: ``model`` and all its submodules in eval mode; each module's own mode after.
+
+    Restores every module's flag, not one flag for all, so a model with some parts in
+    train mode and some in eval mode comes back as it was.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def device_of(model: nn.Module, device=None) -> torch.device:
+    """``device`` if given, else the device of the model's first parameter (CPU without any)."""
+    if device is not None:
+        return torch.device(device)
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def named_layers(model: nn.Module, layers) -> dict[str, nn.Module]:

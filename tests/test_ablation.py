@@ -12,12 +12,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from classsel.ablation import (
     ablate,
     ablation_curve,
-    ablation_curve_naive,
     auc,
     default_ks,
     plan,
     unit_order,
 )
+from classsel.ablation_reference import ablation_curve_naive
 from classsel.models import MODULES, bottlenecks, build, stem
 
 

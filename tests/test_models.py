@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchvision.models import resnet50
 
-from classsel.models import ARCHS, build, bottlenecks
+from classsel.models import ARCHS, bottlenecks, build, evaluating
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,16 @@ def test_bad_inputs_name_the_value():
     with pytest.raises(ValueError, match="'layer5'"):
         bottlenecks(build("resnet18", 10), ["layer5"])
     assert "resnet50_narrow" in ARCHS
+
+
+def test_evaluating_restores_each_module_mode():
+    model = build("resnet50_narrow", 10, width=4, in_channels=1).train()
+    model.layer2.eval()  # a mixed state must come back as it was, also after an error
+    before = {name: m.training for name, m in model.named_modules()}
+    with pytest.raises(RuntimeError, match="boom"):
+        with evaluating(model) as inside:
+            assert inside is model
+            assert not any(m.training for m in model.modules())
+            raise RuntimeError("boom")
+    assert {name: m.training for name, m in model.named_modules()} == before
+    assert model.training and not model.layer2[0].bn1.training and model.layer3.training
