@@ -33,8 +33,13 @@ class NarrowResNet(ResNet):
     """ResNet with a chosen base width and an optional small-input stem.
 
     ``width=64, small_input=False`` builds the same network as torchvision's
-    ``resnet50``. ``small_input=True`` replaces the 7x7/2 conv and max-pool with one
-    3x3/2 conv, for 28-32 pixel images.
+    ``resnet50``, with the same weights for the same seed. ``small_input=True`` replaces
+    the 7x7/2 conv and max-pool with one 3x3/2 conv, for 28-32 pixel images.
+
+    The body is ``ResNet.__init__``'s with the widths as parameters: that constructor
+    fixes a 3-channel 64-wide stem, widths 64..512 and a 2048-wide ``fc``, and making
+    those only to replace them would draw other random numbers, changing the weights
+    (and so every run) of each seed; ``tests/test_models.py`` pins them.
     """
 
     def __init__(
