@@ -6,13 +6,13 @@ each block's SI order (most selective first) or in a random order (the control);
 top-1 accuracy on the evaluation set divided by the unablated accuracy gives a curve
 over ``k``, and its area (AUC) is the sum of the normalised accuracies.
 
-:func:`ablation_curve_naive` is the reference: one full forward pass of the loader per
-level, with :func:`ablate`'s hooks. :func:`ablation_curve` returns the same numbers
-from one pass over the loader: the network before the ablated module and the module's
-first block (whose output is only masked) run once per batch, the unablated pass is
-shared by every module and ``k = 0`` level, levels that zero the same units (every
-level with ``k`` = all units) run once, and on the CPU several levels run stacked into
-one larger batch. The numbers are equal because each sample meets the same operations
+The reference, :func:`classsel.ablation_reference.ablation_curve_naive`, runs one full
+forward pass of the loader per level with :func:`ablate`'s hooks. :func:`ablation_curve`
+returns the same numbers from one pass over the loader: the network before the ablated
+module and the module's first block (whose output is only masked) run once per batch,
+the unablated pass is shared by every module and ``k = 0`` level, levels that zero the
+same units (every level with ``k`` = all units) run once, and on the CPU several levels
+run stacked into one larger batch. The numbers are equal because each sample meets the same operations
 on the same values; stacking relies on the CPU kernels giving a sample the same result
 in any batch of two or more (a batch of one takes other kernels), which the tests check.
 """
@@ -29,7 +29,19 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .models import MODULES, PAPER_NUMBER, Block, bottlenecks, check_modules, forward_hooks, head, stem
+from .models import (
+    MODULES,
+    PAPER_NUMBER,
+    Block,
+    bottlenecks,
+    check_modules,
+    device_of,
+    evaluating,
+    forward_hooks,
+    head,
+    stem,
+)
+from .progress import progress_bar
 
 ORDERS = ("selective", "random")
 #: Default grid: this many evenly spaced counts from 0 to all units of a block.
@@ -233,7 +245,8 @@ def plan(
     return Plan(blocks=blocks, levels=levels, orders=unit_orders)
 
 
-def _frame(levels: list[Level], correct: list[int], samples: int, base_correct: int) -> pd.DataFrame:
+def curve_frame(levels: list[Level], correct: list[int], samples: int, base_correct: int) -> pd.DataFrame:
+    """The tidy frame of :data:`COLUMNS` from the correct predictions counted at each level."""
     if samples == 0:
         raise ValueError("the loader yielded no samples")
     df = pd.DataFrame(
@@ -270,72 +283,6 @@ def auc(curves: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     return curves.groupby(keys, sort=False, dropna=False)["normalized"].sum().rename("auc").reset_index()
 
 
-# --- reference: one full pass per level -------------------------------------------------
-
-
-def _device(model: nn.Module, device) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def _iterate(loader, progress: bool, desc: str):
-    if not progress:
-        return loader
-    from tqdm.auto import tqdm
-
-    return tqdm(loader, desc=desc, leave=False)
-
-
-@torch.no_grad()
-def _count_correct(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[int, int]:
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    samples = 0
-    for images, labels in loader:
-        labels = labels.to(device, non_blocking=True)
-        logits = model(images.to(device, non_blocking=True))
-        correct += (logits.argmax(dim=1) == labels).sum()
-        samples += len(labels)
-    return int(correct.item()), samples
-
-
-def ablation_curve_naive(
-    model: nn.Module,
-    loader: DataLoader,
-    module,
-    si: Mapping[str, torch.Tensor],
-    ks=None,
-    orders: Sequence[str] = ORDERS,
-    draws: int = 3,
-    seed: int = 0,
-    device=None,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """Reference for :func:`ablation_curve`: one full forward pass of ``loader`` per level.
-
-    The unablated pass is run once and stands for every ``k = 0`` level (it is the
-    same computation); every other level is a pass with :func:`ablate`.
-    """
-    p = plan(model, module, si, ks, orders, draws, seed)
-    device = _device(model, device)
-    was_training = model.training
-    model.eval()
-    try:
-        base, samples = _count_correct(model, loader, device)
-        correct = []
-        levels = _iterate(p.levels, progress, "ablation (naive)")
-        for level in levels:
-            if level.k == 0:
-                correct.append(base)
-                continue
-            with ablate(model, p.units(level)):
-                correct.append(_count_correct(model, loader, device)[0])
-    finally:
-        model.train(was_training)
-    return _frame(p.levels, correct, samples, base)
-
-
 # --- fast: one pass over the loader ---------------------------------------------------
 
 
@@ -369,7 +316,8 @@ def ablation_curve(
     module, in SI order (``selective``, draw 0) or in random order (``random``, draws
     ``0..draws-1`` seeded from ``seed``); ``fraction = k / units``; ``normalized =
     accuracy / unablated accuracy``. ``module`` may name several modules; the loader is
-    read once. Equal, number for number, to :func:`ablation_curve_naive`.
+    read once. Equal, number for number, to the reference
+    :func:`classsel.ablation_reference.ablation_curve_naive`.
 
     ``stack``: levels run together in one batch. Default: on the CPU as many as fit
     :data:`STACK_ELEMENTS` elements per block output (a batch's result does not depend on
@@ -377,7 +325,7 @@ def ablation_curve(
     another convolution algorithm for another batch size.
     """
     p = plan(model, module, si, ks, orders, draws, seed)
-    device = _device(model, device)
+    device = device_of(model, device)
     if stack is not None and (isinstance(stack, bool) or not isinstance(stack, int) or stack < 1):
         raise ValueError(f"stack must be a positive integer or None, got {stack!r}")
 
@@ -419,30 +367,25 @@ def ablation_curve(
     correct = torch.zeros(n_slots, dtype=torch.long, device=device)
     samples = 0
     constant_pred: dict[tuple, torch.Tensor] = {}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for images, labels in _iterate(loader, progress, "ablation"):
-                x = images.to(device, non_blocking=True)
-                y = labels.to(device, non_blocking=True)
-                samples += len(y)
-                h = stem(model, x)
-                for name in MODULES:
-                    layer = getattr(model, name)
-                    if name not in work:
-                        h = layer(h)
-                        continue
-                    h = layer[0](h)
-                    _ablated_levels(model, work[name], h, y, correct, constant_pred, stack)
-                    for block in layer[1:]:
-                        h = block(h)
-                correct[0] += (head(model, h).argmax(dim=1) == y).sum()
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.inference_mode():
+        for images, labels in progress_bar(loader, "ablation", enabled=progress, leave=False):
+            x = images.to(device, non_blocking=True)
+            y = labels.to(device, non_blocking=True)
+            samples += len(y)
+            h = stem(model, x)
+            for name in MODULES:
+                layer = getattr(model, name)
+                if name not in work:
+                    h = layer(h)
+                    continue
+                h = layer[0](h)
+                _ablated_levels(model, work[name], h, y, correct, constant_pred, stack)
+                for block in layer[1:]:
+                    h = block(h)
+            correct[0] += (head(model, h).argmax(dim=1) == y).sum()
 
     counts = correct.cpu().tolist()  # the one sync
-    return _frame(p.levels, [counts[s] for s in slot_of_level], samples, counts[0])
+    return curve_frame(p.levels, [counts[s] for s in slot_of_level], samples, counts[0])
 
 
 def _ablated_levels(

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from . import ablation, cka
+from . import ablation, ablation_reference, cka
 from .models import MODULES, build
 from .regularizer import SelectivityRegularizer
 from .selectivity import measure
@@ -144,8 +144,9 @@ def bench_ablation(device, quick, repeats):
         g = torch.Generator().manual_seed(0)
         si = {b: torch.rand(n, generator=g) for b, n in _units(model).items()}
         kw = dict(ks=None, orders=("selective", "random"), draws=3, seed=0, device=device)
+        naive = ablation_reference.ablation_curve_naive
         ta, tb = side_by_side(lambda: ablation.ablation_curve(model, loader, list(MODULES), si, **kw),
-                              lambda: [ablation.ablation_curve_naive(model, loader, m, si, **kw) for m in MODULES],
+                              lambda: [naive(model, loader, m, si, **kw) for m in MODULES],
                               device, max(1, repeats // 3))
         out.append(report(f"ablation curves, 4 modules vs naive [{label}]", tb, ta, "naive", "fast", ">= 2x"))
     return out

@@ -2,39 +2,43 @@
 
 :func:`hsic1` and :func:`gram` are the math; :func:`cka_matrix` runs a loader once,
 records one Gram matrix per layer per batch through forward hooks and accumulates
-HSIC_1 for every pair of layers in float64.
+:func:`hsic1` of every pair of layers in float64. A layer whose features are not finite,
+or the same for every image of each batch, leaves CKA undefined (0/0): a ValueError
+names it.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import ExitStack
 
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
-
-from .models import MODULES, forward_hooks, named_layers
+from .models import MODULES, device_of, evaluating, forward_hooks, named_layers
+from .progress import progress_bar
 
 LAYERS = (*MODULES, "fc")
 
 
 def hsic1(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-    """Unbiased HSIC of two ``[n, n]`` Gram matrices (Nguyen et al. 2020, eq. 3).
+    """Unbiased HSIC of Gram matrices (Nguyen et al. 2020, eq. 3), for every pair of two stacks.
 
     ``HSIC_1(K, L) = 1/(n(n-3)) [tr(K~ L~) + (1'K~1)(1'L~1)/((n-1)(n-2))
     - 2/(n-2) 1'K~L~1]`` with ``K~, L~`` the Grams with zeroed diagonals; n >= 4.
-    Assumes symmetric Grams, which makes it O(n^2).
+    ``K`` ``[p, n, n]`` and ``L`` ``[q, n, n]`` give ``[p, q]``; two ``[n, n]`` matrices give
+    a scalar. Assumes symmetric Grams, which makes each pair O(n^2).
     """
     n = _batch_size(K)
-    if L.shape != K.shape:
+    if L.shape[-2:] != K.shape[-2:] or L.dim() != K.dim():
         shapes = f"{tuple(K.shape)} and {tuple(L.shape)}"
         raise ValueError(f"Gram matrices must have the same shape, got {shapes}")
-    K, L = _zero_diagonal(K), _zero_diagonal(L)
-    trace = (K * L).sum()  # tr(K~ L~) for symmetric K~
-    k1, l1 = K.sum(1), L.sum(1)
-    middle = k1.sum() * l1.sum() / ((n - 1) * (n - 2))
-    return (trace + middle - 2 / (n - 2) * (k1 @ l1)) / (n * (n - 3))
+    A, B = _zero_diagonal(K.reshape(-1, n, n)), _zero_diagonal(L.reshape(-1, n, n))
+    a1, b1 = A.sum(2), B.sum(2)  # K~ 1 per matrix
+    trace = A.flatten(1) @ B.flatten(1).T  # tr(K~ L~) for symmetric K~
+    middle = a1.sum(1)[:, None] * b1.sum(1)[None, :] / ((n - 1) * (n - 2))
+    hsic = (trace + middle - 2 / (n - 2) * (a1 @ b1.T)) / (n * (n - 3))
+    return hsic[0, 0] if K.dim() == 2 else hsic
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:
@@ -85,55 +89,53 @@ def cka_matrix(
         specs = [(model, named_layers(model, union))]
     else:
         specs = [(model, named_layers(model, rows)), (model_b, named_layers(model_b, cols))]
-    if device is None:
-        device = _device(model)
+    device = device_of(model, device)
 
     stores: list[dict[str, torch.Tensor]] = [{} for _ in specs]
+    varies: list[dict[str, bool]] = [{} for _ in specs]  # layer -> its features differ within a batch
     names = [union] if single else [rows, cols]
     sums = None  # float64 HSIC_1 sums, kept on the device until the end
     batches = 0
-    modes = [_train_modes(m) for m, _ in specs]
-    try:
-        with ExitStack() as stack, torch.no_grad():
-            for (m, modules), store in zip(specs, stores):
-                m.eval()
-                stack.enter_context(forward_hooks(modules, _recorder(store)))
-            for batch in tqdm(loader, desc="CKA", disable=not progress):
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                if x.shape[0] < 4:
-                    raise ValueError(
-                        f"batch of {x.shape[0]} images; unbiased HSIC needs at least 4 per batch"
-                    )
-                x = x.to(device, non_blocking=True)
-                for (m, _), store in zip(specs, stores):
-                    store.clear()
-                    m(x)
-                for store, ns in zip(stores, names):
-                    missing = [name for name in ns if name not in store]
-                    if missing:
-                        raise ValueError(f"layer(s) {missing} gave no output in the forward pass")
-                grams = [torch.stack([s[name] for name in ns]) for s, ns in zip(stores, names)]
-                if single:
-                    terms = (_hsic1_pairs(grams[0], grams[0]),)
-                else:
-                    terms = (_hsic1_pairs(*grams), _hsic1_self(grams[0]), _hsic1_self(grams[1]))
-                sums = terms if sums is None else tuple(s + t for s, t in zip(sums, terms))
-                batches += 1
-    finally:
-        for (m, _), mode in zip(specs, modes):
-            _restore_modes(m, mode)
+    with ExitStack() as stack, torch.no_grad():
+        for (m, modules), store, var in zip(specs, stores, varies):
+            stack.enter_context(evaluating(m))
+            stack.enter_context(forward_hooks(modules, _recorder(store, var)))
+        for batch in progress_bar(loader, "CKA", enabled=progress):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            if x.shape[0] < 4:
+                raise ValueError(
+                    f"batch of {x.shape[0]} images; unbiased HSIC needs at least 4 per batch"
+                )
+            x = x.to(device, non_blocking=True)
+            for (m, _), store in zip(specs, stores):
+                store.clear()
+                m(x)
+            for store, ns in zip(stores, names):
+                missing = [name for name in ns if name not in store]
+                if missing:
+                    raise ValueError(f"layer(s) {missing} gave no output in the forward pass")
+            grams = [torch.stack([s[name] for name in ns]) for s, ns in zip(stores, names)]
+            if single:
+                terms = (hsic1(grams[0], grams[0]),)
+            else:
+                terms = (hsic1(*grams), *(hsic1(g, g).diagonal() for g in grams))
+            sums = terms if sums is None else tuple(s + t for s, t in zip(sums, terms))
+            batches += 1
     if batches == 0:
         raise ValueError("loader yielded no batches; CKA needs at least one batch of >= 4 images")
 
     if single:
         hsic = (sums[0] + sums[0].T) / 2  # exact symmetry for a single model
         diag = hsic.diagonal()
+        _check_self_terms(diag, union, varies[0], "")
         index = {name: i for i, name in enumerate(union)}
         r = torch.tensor([index[n] for n in rows], device=hsic.device)
         c = torch.tensor([index[n] for n in cols], device=hsic.device)
         cka = hsic[r][:, c] / torch.sqrt(diag[r][:, None] * diag[c][None, :])
     else:
         hsic, self_a, self_b = sums
+        _check_self_terms(self_a, rows, varies[0], "model's ")
+        _check_self_terms(self_b, cols, varies[1], "model_b's ")
         cka = hsic / torch.sqrt(self_a[:, None] * self_b[None, :])
     return pd.DataFrame(cka.cpu().numpy(), index=list(rows), columns=list(cols))
 
@@ -157,44 +159,34 @@ def _zero_diagonal(K: torch.Tensor) -> torch.Tensor:
     return K
 
 
-def _hsic1_pairs(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """``[p, q]`` matrix of HSIC_1(A_i, B_j) for stacked Grams ``[p, n, n]``, ``[q, n, n]``."""
-    n = _batch_size(A)
-    A, B = _zero_diagonal(A), _zero_diagonal(B)
-    a1, b1 = A.sum(2), B.sum(2)  # K~ 1 per layer
-    a, b = a1.sum(1), b1.sum(1)  # 1' K~ 1 per layer
-    trace = A.flatten(1) @ B.flatten(1).T
-    middle = a[:, None] * b[None, :] / ((n - 1) * (n - 2))
-    return (trace + middle - 2 / (n - 2) * (a1 @ b1.T)) / (n * (n - 3))
-
-
-def _hsic1_self(A: torch.Tensor) -> torch.Tensor:
-    """HSIC_1(A_i, A_i) for stacked Grams ``[p, n, n]``."""
-    n = _batch_size(A)
-    A = _zero_diagonal(A)
-    a1 = A.sum(2)
-    a = a1.sum(1)
-    trace = A.flatten(1).square().sum(1)
-    return (trace + a * a / ((n - 1) * (n - 2)) - 2 / (n - 2) * a1.square().sum(1)) / (n * (n - 3))
-
-
-def _recorder(store: dict[str, torch.Tensor]):
+def _recorder(store: dict[str, torch.Tensor], varies: dict[str, bool]):
     # Reduce each output to its Gram at once, so no feature map outlives its layer.
     def record(name: str, output: torch.Tensor) -> None:
         store[name] = gram(output)
+        # Exact, on the raw features: a constant layer's centred features may keep rounding
+        # residue, which would give a tiny HSIC_1(K, K) and a meaningless CKA, not NaN.
+        # Checked until a layer varies once (in the first batch, as a rule): ~5% of the
+        # time of the matrix when checked on every batch.
+        if not varies.get(name, False):
+            flat = output.flatten(1)
+            varies[name] = bool((flat != flat[:1]).any())
 
     return record
 
 
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+def _check_self_terms(self_hsic: torch.Tensor, names, varies: dict[str, bool], side: str) -> None:
+    """Raise, naming the layer, where ``sum_i HSIC_1(K_i, K_i)`` leaves CKA undefined (NaN).
 
-
-def _train_modes(model: nn.Module) -> dict[nn.Module, bool]:
-    return {m: m.training for m in model.modules()}
-
-
-def _restore_modes(model: nn.Module, modes: dict[nn.Module, bool]) -> None:
-    for m in model.modules():
-        m.training = modes.get(m, m.training)
+    That is where a layer's features are not finite in some batch, or the same for every
+    image of each batch (a dead or saturated layer), so that the sum is 0.
+    """
+    values = self_hsic.tolist()
+    for name, value in zip(names, values):
+        if not math.isfinite(value):
+            raise ValueError(f"{side}layer {name!r} gives features that are not finite (NaN or inf): no CKA")
+    for name, value in zip(names, values):
+        if value <= 0 or not varies[name]:
+            raise ValueError(
+                f"{side}layer {name!r} gives the same features for every image of each batch "
+                f"(sum of HSIC_1(K, K) = {value:.3g}): CKA with it is undefined"
+            )

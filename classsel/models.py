@@ -6,6 +6,8 @@ output channels of every residual block (Bottleneck, or BasicBlock for resnet18/
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,8 +33,13 @@ class NarrowResNet(ResNet):
     """ResNet with a chosen base width and an optional small-input stem.
 
     ``width=64, small_input=False`` builds the same network as torchvision's
-    ``resnet50``. ``small_input=True`` replaces the 7x7/2 conv and max-pool with one
-    3x3/2 conv, for 28-32 pixel images.
+    ``resnet50``, with the same weights for the same seed. ``small_input=True`` replaces
+    the 7x7/2 conv and max-pool with one 3x3/2 conv, for 28-32 pixel images.
+
+    The body is ``ResNet.__init__``'s with the widths as parameters: that constructor
+    fixes a 3-channel 64-wide stem, widths 64..512 and a 2048-wide ``fc``, and making
+    those only to replace them would draw other random numbers, changing the weights
+    (and so every run) of each seed; ``tests/test_models.py`` pins them.
     """
 
     def __init__(
@@ -180,6 +187,30 @@ class forward_hooks:
             h.remove()
         self.handles.clear()
         return False
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Context: ``model`` and all its submodules in eval mode; each module's own mode after.
+
+    Restores every module's flag, not one flag for all, so a model with some parts in
+    train mode and some in eval mode comes back as it was.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def device_of(model: nn.Module, device=None) -> torch.device:
+    """``device`` if given, else the device of the model's first parameter (CPU without any)."""
+    if device is not None:
+        return torch.device(device)
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 def named_layers(model: nn.Module, layers) -> dict[str, nn.Module]:

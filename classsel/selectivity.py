@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .models import Block, bottlenecks, forward_hooks
+from .models import Block, bottlenecks, device_of, evaluating, forward_hooks
+from .progress import progress_bar
 
 EPS = 1e-6
 
@@ -151,10 +152,11 @@ def measure(
 ) -> SelectivityResult:
     """Class means of every block's units, SI, accuracy and prediction counts, in one pass.
 
-    Exact under ``torch.distributed``: sums and counts are all-reduced and the samples
-    a ``DistributedSampler`` repeats to pad its shards are left out.
+    ``num_classes`` must be the model's number of outputs. Exact under ``torch.distributed``:
+    sums and counts are all-reduced and the samples a ``DistributedSampler`` repeats to pad
+    its shards are left out.
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = device_of(model, device)
     blocks = bottlenecks(model, modules)
     sums = {b.name: torch.zeros(num_classes, b.channels, dtype=torch.float64, device=device) for b in blocks}
     counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
@@ -169,35 +171,30 @@ def measure(
             acts = acts[keep]
         sums[name].index_add_(0, labels_dev, acts.to(torch.float64))
 
-    was_training = model.training
-    model.eval()
     seen = 0
-    try:
-        with forward_hooks({b.name: b.block for b in blocks}, record):
-            it = loader
-            if progress:
-                from tqdm.auto import tqdm
-
-                it = tqdm(loader, desc="measure SI", leave=False)
-            for images, labels in it:
-                check_labels(labels, num_classes)
-                mask = _padding_mask(loader, seen, len(labels))
-                seen += len(labels)
-                keep = mask.to(device) if mask is not None and not mask.all() else None
-                labels_dev = labels.to(device, non_blocking=True)
-                if keep is not None:
-                    labels_dev = labels_dev[keep]
-                counts.index_add_(0, labels_dev, torch.ones_like(labels_dev, dtype=torch.float64))
-                logits = model(images.to(device, non_blocking=True))
-                if keep is not None:
-                    logits = logits[keep]
-                top = logits.topk(min(5, num_classes), dim=1).indices
-                hits = top == labels_dev[:, None]
-                correct[0] += hits[:, 0].sum()
-                correct[1] += hits.any(dim=1).sum()
-                pred_counts.index_add_(0, top[:, 0], torch.ones_like(labels_dev, dtype=torch.float64))
-    finally:
-        model.train(was_training)
+    with evaluating(model), forward_hooks({b.name: b.block for b in blocks}, record):
+        for images, labels in progress_bar(loader, "measure SI", enabled=progress, leave=False):
+            check_labels(labels, num_classes)
+            mask = _padding_mask(loader, seen, len(labels))
+            seen += len(labels)
+            keep = mask.to(device) if mask is not None and not mask.all() else None
+            labels_dev = labels.to(device, non_blocking=True)
+            if keep is not None:
+                labels_dev = labels_dev[keep]
+            counts.index_add_(0, labels_dev, torch.ones_like(labels_dev, dtype=torch.float64))
+            logits = model(images.to(device, non_blocking=True))
+            if logits.shape[1] != num_classes:
+                raise ValueError(
+                    f"num_classes={num_classes} but the model outputs {logits.shape[1]} classes; "
+                    f"pass the model's number of classes"
+                )
+            if keep is not None:
+                logits = logits[keep]
+            top = logits.topk(min(5, num_classes), dim=1).indices
+            hits = top == labels_dev[:, None]
+            correct[0] += hits[:, 0].sum()
+            correct[1] += hits.any(dim=1).sum()
+            pred_counts.index_add_(0, top[:, 0], torch.ones_like(labels_dev, dtype=torch.float64))
 
     _all_reduce(correct, pred_counts, counts, *sums.values())
     samples = int(pred_counts.sum().item())

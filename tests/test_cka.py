@@ -117,6 +117,21 @@ def test_hsic1_matches_brute_force(n):
     assert float(got) == pytest.approx(hsic1_reference(A, B), rel=1e-12, abs=1e-12)
 
 
+def test_hsic1_of_stacks_is_every_pair():
+    # The form cka_matrix uses: [p, n, n] and [q, n, n] Grams give the [p, q] matrix.
+    rng = np.random.default_rng(7)
+    n = 9
+    feats = [rng.normal(size=(n, d)) for d in (2, 5, 11)]
+    feats[1][:, :2] += feats[0]
+    grams = [f @ f.T for f in feats]
+    A = torch.from_numpy(np.stack(grams))
+    B = torch.from_numpy(np.stack(grams[1:]))
+    got = hsic1(A, B)
+    assert got.shape == (3, 2) and got.dtype == torch.float64
+    expected = [[hsic1_reference(K, L) for L in grams[1:]] for K in grams]
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_hsic1_is_invariant_to_feature_means():
     # Why gram() may centre: eq. 3 with linear kernels ignores a shift of any feature.
     rng = np.random.default_rng(0)
@@ -296,3 +311,30 @@ def test_small_batches_and_empty_loaders_raise(narrow):
         hsic1(torch.eye(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="same shape"):
         hsic1(torch.eye(4, dtype=torch.float64), torch.eye(5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="same shape"):
+        hsic1(torch.eye(4, dtype=torch.float64)[None], torch.eye(5, dtype=torch.float64)[None])
+
+
+# --- layers that leave CKA undefined ------------------------------------------------
+
+
+def test_constant_or_non_finite_layers_are_named(narrow, narrow_batches):
+    # Once a silent NaN in the matrix. A zero fc gives every image exactly the same logits: its bias.
+    dead = copy.deepcopy(narrow)
+    torch.nn.init.zeros_(dead.fc.weight)
+    with pytest.raises(ValueError, match=r"layer 'fc' gives the same features for every image"):
+        cka_matrix(dead, narrow_batches)
+    with pytest.raises(ValueError, match=r"model_b's layer 'fc' gives the same features"):
+        cka_matrix(narrow, narrow_batches, model_b=dead)
+    broken = copy.deepcopy(narrow)
+    with torch.no_grad():
+        broken.layer3[0].conv1.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"layer 'layer3' gives features that are not finite"):
+        cka_matrix(broken, narrow_batches)
+    with pytest.raises(ValueError, match=r"model_b's layer 'layer4' gives features that are not finite"):
+        cka_matrix(narrow, narrow_batches, layers=("layer1",), model_b=broken, layers_b=("layer4", "fc"))
+    overflow = copy.deepcopy(narrow)
+    with torch.no_grad():
+        overflow.fc.bias[0] = float("inf")
+    with pytest.raises(ValueError, match=r"layer 'fc' gives features that are not finite"):
+        cka_matrix(overflow, narrow_batches, layers=("layer2", "fc"))

@@ -120,3 +120,12 @@ def test_measure_names_missing_classes():
     loader = DataLoader(TensorDataset(torch.randn(6, 1, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])), batch_size=3)
     with pytest.raises(ValueError, match=r"class\(es\) \[3\]"):
         measure(model, loader, num_classes=4)
+
+
+@pytest.mark.parametrize("num_classes", [3, 6])
+def test_measure_names_num_classes_that_differ_from_the_model(num_classes):
+    # Fewer classes than the model's outputs once ended in an IndexError on its predictions.
+    model = build("resnet50_narrow", 5, width=4, in_channels=1)
+    loader = DataLoader(TensorDataset(torch.randn(6, 1, 16, 16), torch.arange(6) % 3), batch_size=3)
+    with pytest.raises(ValueError, match=rf"num_classes={num_classes} but the model outputs 5 classes"):
+        measure(model, loader, num_classes=num_classes)
