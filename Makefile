@@ -27,11 +27,12 @@ $(STAMP): $(LOCK) pyproject.toml $(UV_STAMP)
 	touch $@
 
 # Re-resolve the lock from pyproject.toml's ranges on PyPI for every platform and Python >= 3.10,
-# keeping the locked versions that still fit (`make lock UPGRADE=--upgrade` takes the newest of all).
-# `pip install -e .` still installs from the ranges.
+# keeping the locked versions that still fit (`make lock UPGRADE=--upgrade` takes the newest of all),
+# then Binder's CPU pins from it. `pip install -e .` still installs from the ranges.
 lock: $(UV_STAMP)
 	$(UV) pip compile pyproject.toml --extra test --universal $(UPGRADE) \
 		--custom-compile-command "make lock" -o $(LOCK)
+	$(PY) -m classsel.lockfile binder
 
 test: setup browser
 	$(PY) -m pytest tests

@@ -1,4 +1,4 @@
-"""The committed lock: exact versions of every package, and its hash.
+"""The committed lock: exact versions of every package, its hash, and the Binder pins made from it.
 
 ``requirements/lock.txt`` is written by ``make lock`` (``uv pip compile --universal``): one
 ``name==version`` line per package, with an environment marker where the version depends on the
@@ -16,6 +16,10 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 LOCK = PROJECT / "requirements" / "lock.txt"
+BINDER = PROJECT / "binder" / "requirements.txt"
+# PyTorch's own index of CPU wheels: Binder reaches it, and its torch needs none of the CUDA packages.
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+CPU_BUILDS = ("torch", "torchvision")
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)\s*(?:;\s*(.+?))?\s*$")
 
@@ -65,11 +69,45 @@ def pins(text: str) -> list[Pin]:
     return [Pin(name, version, marker, tuple(via)) for name, version, marker, via in found]
 
 
+def cuda_only(locked: list[Pin]) -> set[str]:
+    """Packages that only PyPI's CUDA build of torch needs: the NVIDIA and CUDA libraries, triton,
+    and whatever nothing else pulls in."""
+    drop = {p.name for p in locked if p.name.startswith(("nvidia-", "cuda-")) or p.name == "triton"}
+    while True:
+        more = {p.name for p in locked if p.via and all(normalise(v) in drop for v in p.via)} - drop
+        if not more:
+            return drop
+        drop |= more
+
+
+def binder_requirements(text: str) -> str:
+    """binder/requirements.txt for the lock ``text``: the same pins, CPU builds of torch and
+    torchvision from PyTorch's index (local version ``+cpu``), no CUDA packages, then classsel."""
+    locked = pins(text)
+    drop = cuda_only(locked)
+    lines = [
+        "# Binder (repo2docker) environment: the lock's versions, with PyTorch's CPU wheels instead of",
+        "# PyPI's CUDA build. Written by `make lock` from requirements/lock.txt; do not edit.",
+        f"--extra-index-url {CPU_INDEX}",
+    ]
+    for p in locked:
+        if p.name not in drop:
+            lines.append(p.line(f"{p.version}+cpu" if p.name in CPU_BUILDS else None))
+    lines.append("-e .")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m classsel.lockfile", description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=["hash"], help="hash: print the lock's sha256")
-    p.parse_args(argv)
-    print(lock_hash() or f"no lock at {LOCK}")
+    p.add_argument("command", choices=["hash", "binder"],
+                   help="hash: print the lock's sha256; binder: write binder/requirements.txt from the lock")
+    args = p.parse_args(argv)
+    if args.command == "hash":
+        print(lock_hash() or f"no lock at {LOCK}")
+    else:
+        BINDER.parent.mkdir(exist_ok=True)
+        BINDER.write_text(binder_requirements(LOCK.read_text()))
+        print(f"wrote {BINDER}")
     return 0
 
 

@@ -1,5 +1,5 @@
 """The environment: a lock pinning exactly what pyproject.toml allows, the set-up and conda
-environment that install it, and its hash."""
+environment that install it, Binder's CPU pins made from it, and its hash."""
 
 import hashlib
 import re
@@ -62,10 +62,12 @@ def test_every_package_has_one_version_per_environment():
             assert pin.name not in seen, f"{pin.name} pinned twice here: {seen[pin.name]} and {pin.version}"
             seen[pin.name] = pin.version
     # every lock line is an exact pin (pins() raises otherwise), and there are no loose lines
-    assert len(locked()) == sum(1 for line in LOCK_TEXT.splitlines() if line and not line.lstrip().startswith("#"))
+    requirement_lines = [ln for ln in LOCK_TEXT.splitlines() if ln and not ln.strip().startswith("#")]
+    assert len(locked()) == len(requirement_lines)
 
 
-@pytest.mark.parametrize("line", ["numpy>=1.24", "torch", "pandas==2.3.3 junk ; sys_platform == 'linux'", "-e ."])
+@pytest.mark.parametrize("line", ["numpy>=1.24", "torch", "pandas==2.3.3 junk ; sys_platform == 'linux'",
+                                  "-e ."])
 def test_a_lock_line_that_is_not_an_exact_pin_is_refused(line):
     with pytest.raises(ValueError, match="not an exact pin"):
         lockfile.pins(f"# header\nseaborn==0.13.2\n    # via x\n{line}\n")
@@ -83,6 +85,7 @@ def test_environment_yml_installs_the_lock():
     pip = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
     assert pip == [["-r requirements/lock.txt", "-e ."]]
     assert "python=3.11" in env["dependencies"]
+    assert (ROOT / "binder" / "runtime.txt").read_text().strip() == "python-3.11"
 
 
 def test_lock_hash_is_the_sha256_of_the_lock(tmp_path):
@@ -91,6 +94,45 @@ def test_lock_hash_is_the_sha256_of_the_lock(tmp_path):
     copy.write_text(LOCK_TEXT + "\n")
     assert lockfile.lock_hash(copy) not in (None, lockfile.lock_hash()), "one byte more must change the hash"
     assert lockfile.lock_hash(tmp_path / "absent.txt") is None
+
+
+def binder_pins():
+    lines = (ROOT / "binder" / "requirements.txt").read_text().splitlines()
+    pins = {}
+    for line in lines:
+        match = re.fullmatch(r"([a-z0-9-]+)==(\S+?)(?: ; (.+))?", line)
+        if match:
+            pins[match[1], match[3] or ""] = match[2]
+    return lines, pins
+
+
+def test_binder_pins_the_lock_with_cpu_torch():
+    lines, pins = binder_pins()
+    assert f"--extra-index-url {lockfile.CPU_INDEX}" in lines and lines[-1] == "-e ."
+    expected = {}
+    for pin in locked():
+        if pin.name.startswith(("nvidia-", "cuda-")) or pin.name == "triton":
+            continue
+        version = f"{pin.version}+cpu" if pin.name in ("torch", "torchvision") else pin.version
+        expected[pin.name, pin.marker] = version
+    assert pins == expected
+    assert pins["torch", ""].endswith("+cpu") and pins["torchvision", ""].endswith("+cpu")
+    # and it is what `make lock` writes now
+    assert "\n".join(lines) + "\n" == lockfile.binder_requirements(LOCK_TEXT)
+
+
+def test_cuda_only_packages_are_those_nothing_else_needs():
+    text = "\n".join([
+        "numpy==2.0.0", "    # via classsel (pyproject.toml)",
+        "torch==2.5.0", "    # via classsel (pyproject.toml)",
+        "nvidia-cublas==1.0 ; sys_platform == 'linux'", "    # via torch",
+        "triton==3.0.0 ; sys_platform == 'linux'", "    # via torch",
+        "helper==1.0", "    # via", "    #   nvidia-cublas", "    #   triton",
+        "shared==1.0", "    # via", "    #   triton", "    #   numpy",
+    ])
+    assert lockfile.cuda_only(lockfile.pins(text)) == {"nvidia-cublas", "triton", "helper"}
+    binder = lockfile.binder_requirements(text).splitlines()
+    assert [line for line in binder if "==" in line] == ["numpy==2.0.0", "torch==2.5.0+cpu", "shared==1.0"]
 
 
 def test_ci_runs_the_readme_test_command():
