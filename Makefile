@@ -4,17 +4,35 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.classsel-setup
+# Every package at the exact version of the committed lock (`make lock` writes it with uv).
+LOCK := requirements/lock.txt
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
 
-.PHONY: setup test bench book browser clean-venv
+.PHONY: setup lock test bench book browser clean-venv
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# uv from PyPI (pinned), installed into the venv by its own pip.
+$(UV_STAMP):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --progress-bar off -e '.[test]'
+	$(PY) -m pip install --quiet --progress-bar off uv==$(UV_VERSION)
+	touch $@
+
+# Reinstalls when the lock, pyproject.toml or uv's version changes, not on every `make test`.
+$(STAMP): $(LOCK) pyproject.toml $(UV_STAMP)
+	$(UV) pip install --python $(PY) -r $(LOCK) -e .
 	$(PY) -m ipykernel install --sys-prefix --name classsel --display-name "Python (classsel)"
 	touch $@
+
+# Re-resolve the lock from pyproject.toml's ranges on PyPI for every platform and Python >= 3.10,
+# keeping the locked versions that still fit (`make lock UPGRADE=--upgrade` takes the newest of all),
+# then Binder's CPU pins from it. `pip install -e .` still installs from the ranges.
+lock: $(UV_STAMP)
+	$(UV) pip compile pyproject.toml --extra test --universal $(UPGRADE) \
+		--custom-compile-command "make lock" -o $(LOCK)
+	$(PY) -m classsel.lockfile binder
 
 test: setup browser
 	$(PY) -m pytest tests

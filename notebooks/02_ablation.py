@@ -25,6 +25,17 @@
 # training than late, and that in the fully trained network it costs less than a
 # random ablation in modules 4-6 but more in module 7.
 
+# %% tags=["remove-cell"]
+# On Colab, or wherever classsel is missing, install it from the book's repository; elsewhere nothing.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("classsel") is None:
+    url = "https://github.com/classsel/classsel"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"classsel @ git+{url}"], check=True)
+    importlib.invalidate_caches()
+
 # %% tags=["parameters"]
 import os
 

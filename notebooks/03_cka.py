@@ -25,6 +25,17 @@
 # linear map, so that later layers can build on the class-selective features of early
 # layers.
 
+# %% tags=["remove-cell"]
+# On Colab, or wherever classsel is missing, install it from the book's repository; elsewhere nothing.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("classsel") is None:
+    url = "https://github.com/classsel/classsel"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"classsel @ git+{url}"], check=True)
+    importlib.invalidate_caches()
+
 # %% tags=["parameters"]
 import os
 

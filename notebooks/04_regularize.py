@@ -22,6 +22,17 @@
 # selectivity and the accuracy of these networks with unregularised ones. Only the
 # early and intermediate modules (4-6) are regularised, as in the paper.
 
+# %% tags=["remove-cell"]
+# On Colab, or wherever classsel is missing, install it from the book's repository; elsewhere nothing.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("classsel") is None:
+    url = "https://github.com/classsel/classsel"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"classsel @ git+{url}"], check=True)
+    importlib.invalidate_caches()
+
 # %% tags=["parameters"]
 import os
 

@@ -26,6 +26,17 @@
 # epochs or for the first epoch only (Fig. 14); in every case accuracy was worse than
 # without the regulariser.
 
+# %% tags=["remove-cell"]
+# On Colab, or wherever classsel is missing, install it from the book's repository; elsewhere nothing.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("classsel") is None:
+    url = "https://github.com/classsel/classsel"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"classsel @ git+{url}"], check=True)
+    importlib.invalidate_caches()
+
 # %% tags=["parameters"]
 import os
 
