@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -332,6 +331,22 @@ def run_args(device: str, out) -> list[str]:
             "--device", device, "--amp", "bf16", "--channels-last", "on", "--no-progress", "--out", str(out)]
 
 
+def kill_when(command: list[str], ready, delay: float, timeout: float = 300) -> bool:
+    """Start ``command``, wait until ``ready()`` (or the process ends), ``delay`` seconds more, SIGKILL it.
+
+    Returns whether the process was still running when killed.
+    """
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=run_env())
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and not ready() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(delay)
+    alive = proc.poll() is None
+    proc.kill()
+    proc.wait()
+    return alive
+
+
 def run_env() -> dict:
     return {**os.environ, "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
 
@@ -343,19 +358,10 @@ def test_killed_and_resumed_equals_uninterrupted(device, tmp_path):
     done = subprocess.run(run_args(device, ref), capture_output=True, text=True, env=run_env(), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    def start_and_kill(extra, wait_for_checkpoints, delay):
-        proc = subprocess.Popen([*run_args(device, out), *extra], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, env=run_env())
-        deadline = time.time() + 300
-        while time.time() < deadline and len(ckpt.list_checkpoints(out / "checkpoints")) < wait_for_checkpoints:
-            time.sleep(0.02)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-    start_and_kill([], 3, 0.3)  # inside the second epoch, or inside a write
+    # inside the second epoch, or inside a write
+    assert kill_when(run_args(device, out), lambda: len(ckpt.list_checkpoints(out / "checkpoints")) >= 3, 0.3)
     assert not (out / "DONE").exists(), "the run finished before it could be killed"
-    start_and_kill(["--resume"], 0, 1.0)  # during start-up or the first resumed steps
+    kill_when([*run_args(device, out), "--resume"], lambda: True, 1.0)  # start-up or the first resumed steps
     done = subprocess.run([*run_args(device, out), "--resume"], capture_output=True, text=True, env=run_env(),
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
