@@ -1,19 +1,32 @@
 """Benchmarks: the cost of each measurement against the work it rides on.
 
-``python -m classsel.bench [--quick] [--device cpu|cuda]``. Every comparison runs its
-two sides alternately in one process (A, B, A, B, ...) and reports the median time
-of each and their ratio, so both sides see the same machine state. Goals (issue 2):
+``python -m classsel.bench [--quick] [--device cpu|cuda] [--only SECTION ...]``. Every
+comparison runs its sides alternately in one process (A, B, A, B, ...) and reports the
+median time of each and their ratio, so all sides see the same machine state.
+
+Sections ``measure``, ``regularizer``, ``cka``, ``ablation`` (issue 2, CPU-scale models):
 SI measurement <= 1.03x plain inference, a regularised step <= 1.10x a plain step,
 all-pairs CKA <= 1.25x plain inference, fast ablation curves >= 2x the naive re-run.
+
+Section ``imagenet`` (issue 14; the default on CUDA, with all the others): torchvision
+ResNet-50 training at ``--image-size`` (224) and ``--batch`` (256) on synthetic data
+already on the device, fp32/NCHW against bf16/channels_last (goal >= 2.5x) and
+bf16/channels_last with ``torch.compile``; the regularised step against the plain one
+(<= 1.10x), SI measurement (<= 1.05x) and all-pairs CKA (<= 1.25x) against one plain
+inference pass, CKA against torch-cka. Small on a CPU:
+``python -m classsel.bench --device cpu --only imagenet --image-size 64 --batch 8 --classes 10``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
@@ -29,18 +42,26 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def side_by_side(a, b, device, repeats: int) -> tuple[float, float]:
-    """Median seconds of ``a()`` and ``b()``, run alternately after one warm-up each."""
-    a(), b()
-    ta, tb = [], []
+def alternate(fns, device, repeats: int, warmup: int = 1) -> list[float]:
+    """Median seconds of each of ``fns``, run in turn ``repeats`` times after ``warmup`` calls each."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, times in ((a, ta), (b, tb)):
+        for fn, ts in zip(fns, times):
             _sync(device)
             t0 = time.perf_counter()
             fn()
             _sync(device)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(ta), statistics.median(tb)
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
+
+
+def side_by_side(a, b, device, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``a()`` and ``b()``, run alternately after one warm-up each."""
+    ta, tb = alternate([a, b], device, repeats)
+    return ta, tb
 
 
 def report(name: str, ta: float, tb: float, a: str, b: str, goal: str) -> dict:
@@ -125,7 +146,7 @@ def _vs_torch_cka(label, model, loader, layers, device, repeats):
             warnings.simplefilter("ignore")
             # torch-cka leaves its hooks on the models it is given: give it copies.
             c = CKA(copy.deepcopy(model), copy.deepcopy(model), "a", "b", layers, layers, device=str(device))
-            c.compare(_quiet(loader))
+            c.compare(loader if isinstance(loader, DeviceBatches) else _quiet(loader))
 
     ta, tb = side_by_side(lambda: cka.cka_matrix(model, loader, layers, device), theirs, device, repeats)
     return report(f"CKA vs torch-cka (float32) [{label}]", ta, tb, "ours", "torch-cka", "< 1x")
@@ -158,22 +179,218 @@ def _units(model):
     return {b.name: b.channels for b in bottlenecks(model)}
 
 
+# --------------------------------------------------------------------------- ImageNet scale (issue 14)
+
+
+class DeviceBatches(list):
+    """``(images, labels)`` batches already on the device, iterated like an evaluation loader.
+
+    ``sampler`` is None (no padding to leave out) and ``dataset`` is the list itself,
+    which is all :func:`~classsel.selectivity.measure` and torch-cka read of a loader.
+    """
+
+    sampler = None
+
+    @property
+    def dataset(self):
+        return self
+
+
+def training_step(net, model, x, y, amp: bool, reg: SelectivityRegularizer | None = None, alpha: float = -20.0):
+    """One SGD step as ``classsel.train`` takes it; ``net`` may be ``torch.compile(model)``."""
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp)
+
+    def step():
+        with autocast, (reg if reg is not None else contextlib.nullcontext()):
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+            objective = loss - alpha * reg.mu_si(y) if reg is not None else loss
+        opt.zero_grad(set_to_none=True)
+        objective.backward()
+        opt.step()
+
+    return step
+
+
+def bench_imagenet(device, args, repeats):
+    """ResNet-50 training images/s in three settings, then the measurements' costs at that scale."""
+    size, batch, classes = args.image_size, args.batch, args.classes
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(batch, 3, size, size, device=device, generator=g)
+    y = torch.arange(batch, device=device) % classes
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    settings = [("fp32/NCHW", False, False), ("bf16/channels_last", True, False)]
+    if not args.no_compile:
+        settings.append(("bf16/channels_last+compile", True, True))
+    steps, models = [], {}
+    for name, amp, compiled in settings:
+        torch.manual_seed(0)
+        model = build("resnet50", classes).to(device).train()
+        if amp:
+            model = model.to(memory_format=torch.channels_last)
+        net = torch.compile(model) if compiled else model
+        models[name] = model
+        steps.append(training_step(net, model, x_cl if amp else x, y, amp))
+    label = f"resnet50 3x{size}x{size} batch {batch}"
+    # torch.compile compiles in its first calls: three warm-up rounds for every setting
+    times = alternate(steps, device, repeats, warmup=3)
+    rows = []
+    print(f"training images/s [{label}]")
+    for (name, _, _), t in zip(settings, times):
+        ratio = times[0] / t
+        goal = ">= 2.5x fp32" if name == "bf16/channels_last" else "-"
+        print(f"  {name:<28} {batch / t:9.1f} images/s  {t * 1e3:9.1f} ms/step  {ratio:5.2f}x fp32/NCHW  goal {goal}",
+              flush=True)
+        rows.append({"benchmark": f"training {name} [{label}]", "ratio": ratio, "a_ms": t * 1e3,
+                     "b_ms": times[0] * 1e3, "images_per_s": batch / t, "goal": goal})
+    steps.clear()
+
+    model = models["bf16/channels_last"]
+    reg = SelectivityRegularizer(model, classes, ("layer1", "layer2", "layer3"))
+    ta, tb = side_by_side(training_step(model, model, x_cl, y, True, reg), training_step(model, model, x_cl, y, True),
+                          device, repeats)
+    rows.append(report(f"regularised step vs plain, bf16/CL [{label}]", ta, tb, "reg", "plain", "<= 1.10x"))
+
+    # Evaluation as train.py runs it: fp32, the channels_last model, NCHW batches from the loader.
+    model.eval()
+    n_batches = max(args.batches, -(-classes // batch))  # every class must occur for SI
+    labels = torch.arange(n_batches * batch, device=device) % classes
+    loader = DeviceBatches((torch.randn(batch, 3, size, size, device=device, generator=g), labels[i::n_batches])
+                           for i in range(n_batches))
+    label = f"resnet50 3x{size}x{size} {n_batches} batches of {batch}"
+    ta, tb = side_by_side(lambda: measure(model, loader, classes, device),
+                          lambda: plain_inference(model, loader, device), device, repeats)
+    rows.append(report(f"SI measure vs inference [{label}]", ta, tb, "measure", "plain", "<= 1.05x"))
+    layers = [*MODULES, "fc"]
+    ta, tb = side_by_side(lambda: cka.cka_matrix(model, loader, layers, device),
+                          lambda: plain_inference(model, loader, device), device, repeats)
+    rows.append(report(f"CKA all pairs vs inference [{label}]", ta, tb, "cka", "plain", "<= 1.25x"))
+    rows.append(_vs_torch_cka(label, model, loader, layers, device, max(1, repeats // 2)))
+    return rows
+
+
+# --------------------------------------------------------------------------- input pipeline (issue 14)
+
+
+def write_jpeg_tree(root, classes: int = 4, per_class: int = 8, size: tuple[int, int] = (500, 375),
+                    quality: int = 90, splits=("train", "val"), seed: int = 0) -> Path:
+    """An ImageFolder tree of ImageNet-like JPEGs: ``root/<split>/nNNNN/imgNNNN.JPEG``, ``size`` = (w, h).
+
+    Each image is smooth colour structure (a random 8x6 field upsampled bicubically) plus
+    mild noise, so it compresses like a photograph (about 100 KB at 500x375, quality 90)
+    rather than like noise.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    w, h = size
+    for split in splits:
+        for c in range(classes):
+            folder = root / split / f"n{c:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                field = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC)
+                pixels = np.asarray(field, dtype=np.int16) + rng.integers(-12, 13, (h, w, 3))
+                Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"img{i:04d}.JPEG",
+                                                                          quality=quality)
+    return root
+
+
+def pipeline_rate(loader, device, batches: int) -> float:
+    """Images per second of ``batches`` training batches from ``loader`` (after one warm-up batch)."""
+    from . import data
+
+    data.set_epoch(loader, 0)
+    it = iter(loader)
+    next(it)
+    _sync(device)
+    t0, n = time.perf_counter(), 0
+    for _, (images, labels) in zip(range(batches), it):
+        n += len(labels)
+    _sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_pipeline(device, args, repeats):
+    """Training-transform throughput of the PIL workers and the tensor path, side by side per worker count."""
+    import tempfile
+
+    from . import data, pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.tree:
+            root = Path(args.tree)
+        else:
+            per_class = -(-args.batch * (args.pipeline_batches + 1) // 4)
+            root = write_jpeg_tree(Path(tmp) / "tree", classes=4, per_class=per_class, splits=("train",))
+        ds = data.imagefolder(root, "train", image_size=args.image_size)
+        workers = args.workers if args.workers is not None else ((4, 8, 16) if device.type == "cuda" else (0, 1, 2))
+        print(f"input pipeline [{len(ds)} JPEGs in {root}, crops {args.image_size}, batch {args.batch}, "
+              f"{args.pipeline_batches} batches; training transforms]", flush=True)
+        rows = []
+        for n in workers:
+            rates = {}
+            for name in pipeline.PIPELINES:
+                loader = pipeline.train_loader(ds, args.batch, workers=n, pipeline=name, device=device,
+                                               image_size=args.image_size)
+                rates[name] = statistics.median(pipeline_rate(loader, device, args.pipeline_batches)
+                                                for _ in range(max(1, repeats // 3)))
+                del loader  # its persistent workers end here
+            ratio = rates["tensor"] / rates["pil"]
+            print(f"  workers {n:>2}   pil {rates['pil']:8.1f} images/s   tensor ({device.type} decode) "
+                  f"{rates['tensor']:8.1f} images/s   tensor/pil {ratio:5.2f}x", flush=True)
+            rows.append({"benchmark": f"pipeline workers {n}", "ratio": ratio, "pil_images_per_s": rates["pil"],
+                         "tensor_images_per_s": rates["tensor"], "goal": ">= bf16 training images/s"})
+    return rows
+
+
+SECTIONS = {"measure": bench_measure, "regularizer": bench_regularizer, "cka": bench_cka, "ablation": bench_ablation}
+GPU_SECTIONS = {"imagenet": bench_imagenet, "pipeline": bench_pipeline}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m classsel.bench", description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="smaller inputs and fewer repeats")
     p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--only", nargs="*", choices=["measure", "regularizer", "cka", "ablation"])
+    p.add_argument("--only", nargs="*", choices=[*SECTIONS, *GPU_SECTIONS],
+                   help=f"sections to run (default: {', '.join(SECTIONS)}, and on CUDA also {', '.join(GPU_SECTIONS)})")
+    i = p.add_argument_group("imagenet section")
+    i.add_argument("--batch", type=int, default=256, help="training batch (default 256)")
+    i.add_argument("--image-size", type=int, default=224)
+    i.add_argument("--classes", type=int, default=1000)
+    i.add_argument("--batches", type=int, default=4, help="evaluation batches for SI and CKA (at least one per class)")
+    i.add_argument("--no-compile", action="store_true", help="leave out the torch.compile setting")
+    q = p.add_argument_group("pipeline section")
+    q.add_argument("--tree", help="an ImageFolder tree to read (default: a generated one of 500x375 JPEGs)")
+    q.add_argument("--workers", type=int, nargs="+", help="loader workers to try (default 4 8 16 on CUDA, 0 1 2)")
+    q.add_argument("--pipeline-batches", type=int, default=4, help="batches timed per measurement")
+    q.add_argument("--write-tree", metavar="DIR",
+                   help="only write a generated tree (train and val) to DIR, e.g. for an end-to-end run, and exit")
+    q.add_argument("--tree-classes", type=int, default=10)
+    q.add_argument("--tree-per-class", type=int, default=50)
     args = p.parse_args(argv)
+    for name in ("batch", "image_size", "classes", "batches", "pipeline_batches"):
+        if getattr(args, name) < 1 or (name == "classes" and args.classes < 2):
+            p.error(f"--{name.replace('_', '-')}={getattr(args, name)} is not valid: expected an integer >= "
+                    f"{2 if name == 'classes' else 1}")
+    if args.write_tree:
+        root = write_jpeg_tree(args.write_tree, classes=args.tree_classes, per_class=args.tree_per_class)
+        print(f"wrote {args.tree_classes} classes x {args.tree_per_class} JPEGs per split to {root}")
+        return []
     device = torch.device(args.device)
     repeats = args.repeats or (3 if args.quick else 7)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {repeats}")
-    benches = {"measure": bench_measure, "regularizer": bench_regularizer, "cka": bench_cka,
-               "ablation": bench_ablation}
+    name = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+    print(f"device {device}{name}, torch {torch.__version__}, threads {torch.get_num_threads()}, repeats {repeats}")
+    sections = args.only or [*SECTIONS, *(GPU_SECTIONS if device.type == "cuda" else ())]
     rows = []
-    for name, fn in benches.items():
-        if not args.only or name in args.only:
-            rows += fn(device, args.quick, repeats)
+    for section in sections:
+        if section in SECTIONS:
+            rows += SECTIONS[section](device, args.quick, repeats)
+        else:
+            rows += GPU_SECTIONS[section](device, args, repeats)
     return rows
 
 

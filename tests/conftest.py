@@ -27,3 +27,8 @@ def write_imagefolder(root, splits=("train", "val"), classes=("cat", "dog", "fis
 def imagefolder_tree():
     """The function that writes an ImageFolder tree (see :func:`write_imagefolder`)."""
     return write_imagefolder
+
+
+def pytest_configure(config):
+    # registered here so the marker lives with the tests that use it (tests/test_cuda.py)
+    config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped where torch.cuda.is_available() is False")
