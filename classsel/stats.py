@@ -92,6 +92,16 @@ def paired_ci(a: pd.Series, b: pd.Series, n_boot: int = N_BOOT, seed: int = 0, l
     return mean_ci(d.to_numpy(), n_boot, seed, level)
 
 
+def compare(a: pd.Series, b: pd.Series, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
+    """mean(a) - mean(b) over seeds: paired (:func:`paired_ci`) where both Series hold the same
+    seeds (runs with one seed share their initialisation and data order), else two independent
+    groups (:func:`difference_ci`). NaN values are dropped first."""
+    a, b = a.dropna(), b.dropna()
+    if len(a) and set(a.index) == set(b.index):
+        return paired_ci(a, b, n_boot, seed, level)
+    return difference_ci(a.to_numpy(), b.to_numpy(), n_boot, seed, level)
+
+
 def sign(low: float, high: float) -> int:
     """+1 if the CI lies above zero, -1 below, 0 if it includes zero or is undefined (NaN)."""
     return 1 if low > 0 else -1 if high < 0 else 0

@@ -90,6 +90,14 @@ def test_paired_ci_matches_seeds_and_equals_the_ci_of_differences():
         stats.paired_ci([1.0], [2.0])
 
 
+def test_compare_pairs_matching_seeds_and_otherwise_resamples_groups():
+    a = pd.Series([1.0, 2.0, 3.0], index=[0, 1, 2])
+    b = pd.Series([0.5, 1.0, 2.0], index=[2, 1, 0])
+    assert stats.compare(a, b) == stats.paired_ci(a, b)
+    c = pd.Series([0.5, 1.0, 2.0, float("nan")], index=[3, 4, 5, 6])
+    assert stats.compare(a, c) == stats.difference_ci(a.to_numpy(), [0.5, 1.0, 2.0])
+
+
 def test_excludable_is_the_largest_magnitude_inside_a_ci_that_includes_zero():
     assert stats.excludable(-0.02, 0.05) == 0.05
     assert stats.excludable(-0.3, 0.1) == 0.3
