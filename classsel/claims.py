@@ -40,8 +40,8 @@ from .models import MODULES, PAPER_NUMBER
 VERDICTS = ("holds", "in part", "not supported")
 ROLES = ("test", "precondition", "summary", "context")
 EXPECTATIONS = ("above 0", "below 0", "not above 0", "not below 0")
-EFFECT_COLUMNS = ["group", "effect", "estimate", "ci_low", "ci_high", "seeds", "excludable", "expected", "role",
-                  "agrees"]
+EFFECT_COLUMNS = ["group", "effect", "estimate", "ci_low", "ci_high", "seeds", "excludable", "expected",
+                  "role", "agrees"]
 EARLY_MODULES = ("layer1", "layer2", "layer3")  # the paper's modules 4-6
 LATE_LAYERS = ("layer4", "fc")  # module 7 and the logits
 BASELINE = "unregularised"
@@ -84,18 +84,20 @@ def agrees(expected: str, low: float, high: float) -> bool:
 def opposite(expected: str, low: float, high: float) -> bool:
     """Whether a CI lies on the other side of zero than ``expected`` says."""
     s = stats.sign(low, high)
-    return (expected in ("above 0", "not below 0") and s == -1) or (expected in ("below 0", "not above 0") and s == 1)
+    return ((expected in ("above 0", "not below 0") and s == -1)
+            or (expected in ("below 0", "not above 0") and s == 1))
 
 
-def effect(group: str, name: str, interval: stats.Interval, expected: str = "", role: str = "context") -> dict:
+def effect(group: str, name: str, interval: stats.Interval, expected: str = "",
+           role: str = "context") -> dict:
     """One row of an effect table."""
     if role not in ROLES:
         raise ValueError(f"role={role!r} is not valid: expected one of {ROLES}")
     if role != "context" and not expected:
         raise ValueError(f"a {role} row needs an expectation from {EXPECTATIONS}")
     estimate, low, high, seeds = interval
-    return {"group": group, "effect": name, "estimate": estimate, "ci_low": low, "ci_high": high, "seeds": seeds,
-            "excludable": stats.excludable(low, high), "expected": expected, "role": role,
+    return {"group": group, "effect": name, "estimate": estimate, "ci_low": low, "ci_high": high,
+            "seeds": seeds, "excludable": stats.excludable(low, high), "expected": expected, "role": role,
             "agrees": agrees(expected, low, high) if expected else None}
 
 
@@ -127,8 +129,8 @@ def _names(rows: pd.DataFrame) -> str:
     return ", ".join(f"{g} ({e})" for g, e in zip(rows.group, rows.effect))
 
 
-def sentence(verdict: str, figure: str, expectation: str, effects: pd.DataFrame, paper_seeds: int | None = None,
-             note: str = "") -> str:
+def sentence(verdict: str, figure: str, expectation: str, effects: pd.DataFrame,
+             paper_seeds: int | None = None, note: str = "") -> str:
     """The verdict in words: which tested effects agree with the paper, which include zero
     (with the largest effect the data still allow), which lie on the other side."""
     tests = effects[effects.role == "test"]
@@ -139,14 +141,14 @@ def sentence(verdict: str, figure: str, expectation: str, effects: pd.DataFrame,
     if len(tests):
         agree = tests[tests.agrees.astype(bool)]
         text += f" {len(agree)} of {len(tests)} tested effects are as the paper reports."
-        against = tests[[opposite(e, lo, hi) for e, lo, hi in zip(tests.expected, tests.ci_low, tests.ci_high)]]
+        against = tests[[opposite(*r) for r in zip(tests.expected, tests.ci_low, tests.ci_high)]]
         if len(against):
             text += f" Opposite to the paper: {_names(against)}."
         unclear = tests[tests.excludable.notna() & ~tests.agrees.astype(bool)]
         if len(unclear):
             bound = unclear.excludable.max()
-            text += (f" The CI includes zero for {_names(unclear)}: no effect is shown, and effects larger than "
-                     f"±{bound:.3g} are excluded.")
+            text += (f" The CI includes zero for {_names(unclear)}: no effect is shown, and effects "
+                     f"larger than ±{bound:.3g} are excluded.")
     counted = tests if len(tests) else effects
     seeds = int(counted.seeds.min()) if len(counted) else 0
     if seeds < 2:
@@ -173,8 +175,8 @@ def headline(effects: pd.DataFrame) -> pd.Series:
         rows = effects[effects.role == role]
         if len(rows):
             return rows.iloc[0]
-    return pd.Series({"group": "", "effect": "", "estimate": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-                      "seeds": 0, "excludable": math.nan})
+    return pd.Series({"group": "", "effect": "", "estimate": math.nan, "ci_low": math.nan,
+                      "ci_high": math.nan, "seeds": 0, "excludable": math.nan})
 
 
 def summary(claims: Sequence[Claim]) -> pd.DataFrame:
@@ -185,8 +187,9 @@ def summary(claims: Sequence[Claim]) -> pd.DataFrame:
         h = headline(c.effects)
         tests = c.effects[c.effects.role == "test"]
         ci = "undefined" if math.isnan(h.ci_low) else f"{h.ci_low:.3g} to {h.ci_high:.3g}"
-        rows.append({"claim": c.name, "figure": c.paper_figure, "effect": f"{h.effect}, {h.group}".strip(", "),
-                     "estimate": h.estimate, "95% CI": ci, "ci_low": h.ci_low, "ci_high": h.ci_high,
+        rows.append({"claim": c.name, "figure": c.paper_figure,
+                     "effect": f"{h.effect}, {h.group}".strip(", "), "estimate": h.estimate, "95% CI": ci,
+                     "ci_low": h.ci_low, "ci_high": h.ci_high,
                      "seeds": int(h.seeds), "excludable": h.excludable,
                      "agreeing": f"{int(tests.agrees.astype(bool).sum())} of {len(tests)}",
                      "verdict": c.verdict, "target": c.target})
@@ -207,7 +210,8 @@ def condition(metrics: pd.DataFrame, name: str) -> pd.DataFrame:
     _check(metrics, ["condition"], "metrics")
     rows = metrics[metrics.condition == name]
     if rows.empty:
-        raise ValueError(f"condition {name!r} is not in the metrics table; it has {list(metrics.condition.unique())}")
+        raise ValueError(f"condition {name!r} is not in the metrics table; it has "
+                         f"{list(metrics.condition.unique())}")
     return rows
 
 
@@ -225,7 +229,9 @@ def _peak_window(table: pd.DataFrame, early_until: float | None) -> float:
 
 def _pooled(series: Sequence[pd.Series]) -> stats.Interval:
     """The CI of the per-seed mean of several per-seed effects (e.g. over modules 4-6)."""
-    return stats.mean_ci(pd.concat(series, axis=1).mean(axis=1, skipna=False)) if series else stats.mean_ci([])
+    if not series:
+        return stats.mean_ci([])
+    return stats.mean_ci(pd.concat(series, axis=1).mean(axis=1, skipna=False))
 
 
 # ----------------------------------------------------------------------------- claim 1
@@ -308,8 +314,9 @@ def _early_checkpoints(ablation: pd.DataFrame, early_until: float, min_accuracy:
     return [t for t in learned if t <= early_until] or learned[:1]
 
 
-def ablation_early_late(ablation: pd.DataFrame, tested: Sequence[str] = EARLY_MODULES, early_until: float = 1.0,
-                        min_accuracy: float = 0.0, target: str = "fig-02-auc") -> Claim:
+def ablation_early_late(ablation: pd.DataFrame, tested: Sequence[str] = EARLY_MODULES,
+                        early_until: float = 1.0, min_accuracy: float = 0.0,
+                        target: str = "fig-02-auc") -> Claim:
     """Claim 2, paper section 4.2, Fig. 3: ablating the most selective units costs more
     accuracy, relative to random ablation, early in training than late.
 
@@ -329,10 +336,12 @@ def ablation_early_late(ablation: pd.DataFrame, tested: Sequence[str] = EARLY_MO
         group, role = LAYER_LABELS[module], "test" if module in tested else "context"
         change = late.delta - early.delta
         rows.append(effect(group, "change in selective minus random AUC, late minus early",
-                           stats.paired_ci(late.delta, early.delta), "above 0" if module in tested else "", role))
+                           stats.paired_ci(late.delta, early.delta), "above 0" if role == "test" else "",
+                           role))
         rows += [effect(group, "selective minus random AUC, early", stats.mean_ci(early.delta)),
                  effect(group, "selective minus random AUC, late", stats.mean_ci(late.delta)),
-                 effect(group, "selective AUC, late minus early", stats.paired_ci(late.selective, early.selective)),
+                 effect(group, "selective AUC, late minus early",
+                        stats.paired_ci(late.selective, early.selective)),
                  effect(group, "random AUC, late minus early", stats.paired_ci(late.random, early.random))]
         if module in tested:
             changes.append(change.dropna())
@@ -343,8 +352,8 @@ def ablation_early_late(ablation: pd.DataFrame, tested: Sequence[str] = EARLY_MO
     note = (f"Early: checkpoints at epoch {span}; late: epoch {last:g}." if early_epochs else
             "The comparison needs a trained checkpoint before the last one; none was ablated.")
     return make("Selective units matter most early", "Fig. 3",
-                "selective ablation costs more accuracy than random ablation early in training, less so later "
-                "(modules 4-6)", rows, target, paper_seeds=10, note=note)
+                "selective ablation costs more accuracy than random ablation early in training, less "
+                "so later (modules 4-6)", rows, target, paper_seeds=10, note=note)
 
 
 def ablation_final(ablation: pd.DataFrame, target: str = "fig-02-final") -> Claim:
@@ -355,10 +364,11 @@ def ablation_final(ablation: pd.DataFrame, target: str = "fig-02-final") -> Clai
     wide = auc_difference(ablation)
     final = wide[wide.epoch == wide.epoch.max()].set_index("seed")
     rows = [effect(LAYER_LABELS[m], "selective minus random AUC at the last checkpoint",
-                   stats.mean_ci(final[final.module == m].delta), "above 0" if m in EARLY_MODULES else "below 0",
-                   "test") for m in MODULES]
+                   stats.mean_ci(final[final.module == m].delta),
+                   "above 0" if m in EARLY_MODULES else "below 0", "test") for m in MODULES]
     return make("The trained network: selective ablation is mild early, harmful late", "Fig. 8",
-                "at the end, selective ablation is less damaging than random in modules 4-6, more in module 7",
+                "at the end, selective ablation is less damaging than random in modules 4-6, more in "
+                "module 7",
                 rows, target, paper_seeds=10)
 
 
@@ -387,7 +397,8 @@ def cka_early_late(cka: pd.DataFrame, first: str = "layer1", later: Sequence[str
     rows = [effect(f"{LAYER_LABELS[first]} – {LAYER_LABELS[b]}", "CKA at the early peak minus final", fall,
                    "above 0", "test") for b, fall in falls.items()]
     return make("The early network is close to linear", "Fig. 5",
-                "CKA between module 4 and module 7 / FC is high in the first epochs, then falls", rows, target,
+                "CKA between module 4 and module 7 / FC is high in the first epochs, then falls", rows,
+                target,
                 paper_seeds=6)
 
 
@@ -416,7 +427,8 @@ def final_accuracy(metrics: pd.DataFrame, name: str) -> pd.Series:
 def first_epoch_si(metrics: pd.DataFrame, name: str, modules: Sequence[str] = EARLY_MODULES,
                    early_until: float = 1.0) -> pd.Series:
     """Per seed, the mean SI of ``modules`` over the fixed window (0, early_until]."""
-    return stats.window_mean(_with_mean_si(condition(metrics, name), modules), "si_regularised", 0.0, early_until)
+    runs = _with_mean_si(condition(metrics, name), modules)
+    return stats.window_mean(runs, "si_regularised", 0.0, early_until)
 
 
 def suppression(metrics: pd.DataFrame, from_start: str, later: Sequence[str], baseline: str = BASELINE,
@@ -430,8 +442,8 @@ def suppression(metrics: pd.DataFrame, from_start: str, later: Sequence[str], ba
     excludable bound says how much "barely" is at most. Reads metrics: condition, seed,
     epoch, val_acc1, si_<modules>."""
     if not later:
-        raise ValueError("later=[] is not valid: the claim compares regularisation from epoch 0 with at least one "
-                         "later start")
+        raise ValueError("later=[] is not valid: the claim compares regularisation from epoch 0 with at "
+                         "least one later start")
     start_acc = final_accuracy(metrics, from_start)
     base_acc = final_accuracy(metrics, baseline)
     rows = [effect(name, f"final validation accuracy minus {from_start}",
@@ -443,8 +455,8 @@ def suppression(metrics: pd.DataFrame, from_start: str, later: Sequence[str], ba
     rows += [effect(name, f"final validation accuracy minus {baseline}",
                     stats.compare(final_accuracy(metrics, name), base_acc)) for name in [from_start, *later]]
     return make("Suppressing selectivity early impairs learning", "Figs. 6, 7",
-                "regularising against selectivity from epoch 0 costs more accuracy than from a later epoch", rows,
-                target)
+                "regularising against selectivity from epoch 0 costs more accuracy than from a later "
+                "epoch", rows, target)
 
 
 def _alphas(metrics: pd.DataFrame, alphas: Mapping[str, float] | None, baseline: str) -> dict[str, float]:
@@ -503,7 +515,8 @@ def recovery(metrics: pd.DataFrame, released: str, continuous: str, baseline: st
             effect(released, f"final validation accuracy minus {baseline}",
                    stats.compare(released_acc, final_accuracy(metrics, baseline)))]
     return make("Released networks partly recover", "Fig. 15",
-                "regularised only in the first epochs, networks recover part of the accuracy lost", rows, target)
+                "regularised only in the first epochs, networks recover part of the accuracy lost", rows,
+                target)
 
 
 # ----------------------------------------------------------------------------- claim 5
@@ -521,7 +534,8 @@ def promotion(metrics: pd.DataFrame, windows: Mapping[str, tuple[float, float]],
     accuracy is not above 0 (no improvement) and the accuracy at ``stop`` is below 0
     (harm while promoted)."""
     if not windows:
-        raise ValueError("windows={} is not valid: expected {condition: (start, stop)} for at least one condition")
+        raise ValueError("windows={} is not valid: expected {condition: (start, stop)} for at least one "
+                         "condition")
     base = _with_mean_si(condition(metrics, baseline), modules)
     base_acc = stats.last(base, "val_acc1")
     rows = []
@@ -531,14 +545,15 @@ def promotion(metrics: pd.DataFrame, windows: Mapping[str, tuple[float, float]],
             effect(name, f"final validation accuracy minus {baseline}",
                    stats.compare(stats.last(runs, "val_acc1"), base_acc), "not above 0", "test"),
             effect(name, f"validation accuracy at epoch {stop:g} (switch-off) minus {baseline}",
-                   stats.compare(stats.at_time(runs, "val_acc1", stop), stats.at_time(base, "val_acc1", stop)),
-                   "below 0", "test"),
+                   stats.compare(stats.at_time(runs, "val_acc1", stop),
+                                 stats.at_time(base, "val_acc1", stop)), "below 0", "test"),
             effect(name, f"mean SI of the regularised modules at epoch {stop:g} minus {baseline}",
                    stats.compare(stats.at_time(runs, "si_regularised", stop),
                                  stats.at_time(base, "si_regularised", stop)), "above 0", "precondition"),
         ]
     return make("Promoting selectivity does not help", figure,
-                "raising selectivity early does not improve the final accuracy and harms learning", rows, target)
+                "raising selectivity early does not improve the final accuracy and harms learning", rows,
+                target)
 
 
 # ----------------------------------------------------------------------------- claim 6
@@ -556,18 +571,21 @@ def class_representation(metrics: pd.DataFrame, conditions: Sequence[str] | None
     > 0, and, where it is, at the last evaluation point not above 0. Reads metrics:
     condition, seed, epoch, top5_count."""
     _check(metrics, ["condition", "seed", "epoch", "top5_count"], "metrics")
-    names = [c for c in metrics.condition.unique() if c != baseline] if conditions is None else list(conditions)
+    names = list(conditions) if conditions is not None else [
+        c for c in metrics.condition.unique() if c != baseline]
     base = condition(metrics, baseline)
     rows = []
     for name in names:
         runs = condition(metrics, name)
         early = effect(name, f"top-5 class count in epochs (0, {early_until:g}] minus {baseline}",
                        stats.compare(stats.window_mean(runs, "top5_count", 0.0, early_until),
-                                     stats.window_mean(base, "top5_count", 0.0, early_until)), "above 0", "test")
+                                     stats.window_mean(base, "top5_count", 0.0, early_until)),
+                       "above 0", "test")
         # that the effect is gone later is tested only where there was one early
         rows += [early, effect(name, f"final top-5 class count minus {baseline}",
                                stats.compare(stats.last(runs, "top5_count"), stats.last(base, "top5_count")),
                                "not above 0", "test" if early["agrees"] else "context")]
     return make("Tampering with selectivity over-represents a few classes early", figure,
-                "regularised networks over-represent a few classes in the first epochs, not later", rows, target,
+                "regularised networks over-represent a few classes in the first epochs, not later", rows,
+                target,
                 paper_seeds=2)

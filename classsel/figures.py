@@ -145,7 +145,8 @@ def _si_panels(metrics: pd.DataFrame, order: list[str], fig=None, shade=None):
     fig, axes = _panels(len(MODULES), fig=fig)
     long = si_long(metrics)
     for ax, label in zip(axes, MODULE_LABELS.values()):
-        sns.lineplot(data=long[long.module == label], x="epoch", y="mean SI", hue="condition", hue_order=order,
+        sns.lineplot(data=long[long.module == label], x="epoch", y="mean SI", hue="condition",
+                     hue_order=order,
                      **ci_shades(), marker="o", markersize=3, ax=ax)
         ax.set(title=label, xlabel="epoch", ylabel=SI_LABEL)
         _shade(ax, shade)
@@ -221,7 +222,8 @@ def fig3(ablation: pd.DataFrame, modules: Sequence[str] = MODULES):
     fig, axes = plt.subplots(3, len(labels), figsize=(3.4 * len(labels), 9.6), sharey="row", squeeze=False,
                              layout="constrained")
     for col, label in enumerate(labels):
-        sns.lineplot(data=areas[areas.module == label], x="epoch", y="auc", hue="order", hue_order=list(ORDERS),
+        sns.lineplot(data=areas[areas.module == label], x="epoch", y="auc", hue="order",
+                     hue_order=list(ORDERS),
                      **ci_shades(), marker="o", markersize=4, ax=axes[0, col])
         axes[0, col].set(title=label, xlabel="epoch", ylabel="AUC (sum of normalised accuracy)")
         for row, order in enumerate(ORDERS, start=1):
@@ -373,8 +375,8 @@ def fig16(metrics: pd.DataFrame, conditions: Sequence[str] | None = None, early_
     fig, axes = _panels(2, width=4.8, sharey=False)
     for ax, sel, title in ((axes[0], data, "over training"),
                            (axes[1], data[data.epoch <= early_until], f"up to epoch {early_until:g}")):
-        by_condition(sel, "top5_count", "condition", ax=ax, title=title, ylabel="mean of the top-5 class counts",
-                     hue_order=order)
+        by_condition(sel, "top5_count", "condition", ax=ax, title=title,
+                     ylabel="mean of the top-5 class counts", hue_order=order)
         if uniform is not None:
             ax.axhline(uniform, color="grey", ls="--", lw=1, label="evenly spread predictions")
         if all_in_five is not None:

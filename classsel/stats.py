@@ -47,7 +47,8 @@ def percentile_ci(boots: np.ndarray, level: float = LEVEL) -> tuple[float, float
 
 def _check_level(level: float) -> None:
     if not 0 < level < 1:
-        raise ValueError(f"level={level!r} is not valid: expected a confidence level between 0 and 1, e.g. 0.95")
+        raise ValueError(f"level={level!r} is not valid: expected a confidence level between 0 and 1, "
+                         "e.g. 0.95")
 
 
 def mean_ci(values, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
@@ -82,7 +83,8 @@ def difference_ci(a, b, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVE
     return Interval(estimate, lo, hi, n)
 
 
-def paired_ci(a: pd.Series, b: pd.Series, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
+def paired_ci(a: pd.Series, b: pd.Series, n_boot: int = N_BOOT, seed: int = 0,
+              level: float = LEVEL) -> Interval:
     """mean over seeds of d_s = a_s - b_s, for the seeds (index labels) present in both, with
     the bootstrap CI of that mean: a paired comparison, where each seed is its own control."""
     if not isinstance(a, pd.Series) or not isinstance(b, pd.Series):
@@ -92,7 +94,8 @@ def paired_ci(a: pd.Series, b: pd.Series, n_boot: int = N_BOOT, seed: int = 0, l
     return mean_ci(d.to_numpy(), n_boot, seed, level)
 
 
-def compare(a: pd.Series, b: pd.Series, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL) -> Interval:
+def compare(a: pd.Series, b: pd.Series, n_boot: int = N_BOOT, seed: int = 0,
+            level: float = LEVEL) -> Interval:
     """mean(a) - mean(b) over seeds: paired (:func:`paired_ci`) where both Series hold the same
     seeds (runs with one seed share their initialisation and data order), else two independent
     groups (:func:`difference_ci`). NaN values are dropped first."""
@@ -181,7 +184,8 @@ def peak_time(table: pd.DataFrame, value: str, time: str = "epoch", lowest: bool
 
 
 def split_half_peak(table: pd.DataFrame, value: str, start: float = 0.0, stop: float = math.inf,
-                    by: str = "seed", time: str = "epoch", lowest: bool = False, seed: int = 0) -> pd.DataFrame:
+                    by: str = "seed", time: str = "epoch", lowest: bool = False,
+                    seed: int = 0) -> pd.DataFrame:
     """Per seed, ``value`` at the peak time chosen on the *other* half of the seeds.
 
     The maximum of a noisy curve is biased upward when it is measured on the curve it was
@@ -200,7 +204,8 @@ def split_half_peak(table: pd.DataFrame, value: str, start: float = 0.0, stop: f
             t = peak_time(window[window[by].isin(chooser)], value, time, lowest)
             for s in measured:
                 own = window[window[by] == s]
-                rows[s] = (t, float(own.loc[own[time] == t, value].mean()) if own[time].eq(t).any() else math.nan)
+                at_peak = own.loc[own[time] == t, value]
+                rows[s] = (t, float(at_peak.mean()) if len(at_peak) else math.nan)
     for s in window[by].unique():
         rows.setdefault(s, (math.nan, math.nan))
     frame = pd.DataFrame.from_dict(rows, orient="index", columns=["peak_time", "value"]).sort_index()

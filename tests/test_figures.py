@@ -111,7 +111,8 @@ def test_figures_by_condition(draw, number, panels):
 
 def test_figures_choose_conditions_and_name_unknown_ones():
     fig = figures.fig6b(metrics_table(), conditions=["α=-20 from epoch 2", "unregularised"])
-    assert [t.get_text() for t in fig.axes[1].get_legend().get_texts()] == ["α=-20 from epoch 2", "unregularised"]
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend == ["α=-20 from epoch 2", "unregularised"]
     with pytest.raises(ValueError, match=r"conditions \['α=-5'\] are not in the metrics table"):
         figures.fig7(metrics_table(), conditions=["α=-5"])
 
@@ -128,8 +129,8 @@ def test_fig16_reference_lines():
     fig = figures.fig16(metrics_table(), uniform=50.0, all_in_five=200.0, early_until=0.5)
     check(fig, "16", 2)
     assert fig.axes[1].get_title() == "up to epoch 0.5"
-    assert sorted(line.get_ydata()[0] for line in fig.axes[0].lines if line.get_linestyle() in ("--", ":")) == \
-        [50.0, 200.0]
+    levels = [line.get_ydata()[0] for line in fig.axes[0].lines if line.get_linestyle() in ("--", ":")]
+    assert sorted(levels) == [50.0, 200.0]
 
 
 def test_fig8_fig9_per_module():
