@@ -60,6 +60,8 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--amp", choices=["auto", "bf16", "off"], help="bf16 autocast (default on CUDA)")
     o.add_argument("--channels-last", choices=["auto", "on", "off"])
     o.add_argument("--workers", type=_integer)
+    o.add_argument("--pipeline", choices=["pil", "tensor"],
+                   help="training input: pil (CPU workers, default) or tensor (JPEGs decoded on the GPU)")
     o.add_argument("--keep-checkpoints", help="all, last, or epochs to keep such as 0,1,2,5,10,90")
     o.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     return p

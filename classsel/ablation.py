@@ -29,12 +29,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .config import MODULES, PAPER_NUMBER, check_modules
 from .models import (
-    MODULES,
-    PAPER_NUMBER,
     Block,
     bottlenecks,
-    check_modules,
     device_of,
     evaluating,
     forward_hooks,

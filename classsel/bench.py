@@ -32,7 +32,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from . import ablation, ablation_reference, cka
-from .models import MODULES, build
+from .config import MODULES, REGULARIZED
+from .models import build
 from .regularizer import SelectivityRegularizer
 from .selectivity import measure
 
@@ -108,7 +109,7 @@ def bench_regularizer(device, quick, repeats):
         x, y = next(iter(loader))
         x, y = x.to(device), y.to(device)
         opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
-        reg = SelectivityRegularizer(model, classes, ("layer1", "layer2", "layer3"))
+        reg = SelectivityRegularizer(model, classes, REGULARIZED)
 
         def step(regularised):
             with reg if regularised else torch.enable_grad():
@@ -247,7 +248,7 @@ def bench_imagenet(device, args, repeats):
     steps.clear()
 
     model = models["bf16/channels_last"]
-    reg = SelectivityRegularizer(model, classes, ("layer1", "layer2", "layer3"))
+    reg = SelectivityRegularizer(model, classes, REGULARIZED)
     ta, tb = side_by_side(training_step(model, model, x_cl, y, True, reg), training_step(model, model, x_cl, y, True),
                           device, repeats)
     rows.append(report(f"regularised step vs plain, bf16/CL [{label}]", ta, tb, "reg", "plain", "<= 1.10x"))

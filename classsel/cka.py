@@ -15,10 +15,10 @@ from contextlib import ExitStack
 import pandas as pd
 import torch
 from torch import nn
-from .models import MODULES, device_of, evaluating, forward_hooks, named_layers
+from .config import CKA_LAYERS as LAYERS
+from .models import device_of, evaluating, forward_hooks, named_layers
 from .progress import progress_bar
 
-LAYERS = (*MODULES, "fc")
 
 
 def hsic1(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:

@@ -35,14 +35,14 @@ import pandas as pd
 
 from . import stats
 from .ablation import auc
-from .models import MODULES, PAPER_NUMBER
+from .config import MODULES, PAPER_NUMBER, REGULARIZED
 
 VERDICTS = ("holds", "in part", "not supported")
 ROLES = ("test", "precondition", "summary", "context")
 EXPECTATIONS = ("above 0", "below 0", "not above 0", "not below 0")
 EFFECT_COLUMNS = ["group", "effect", "estimate", "ci_low", "ci_high", "seeds", "excludable", "expected",
                   "role", "agrees"]
-EARLY_MODULES = ("layer1", "layer2", "layer3")  # the paper's modules 4-6
+EARLY_MODULES = REGULARIZED  # the paper's modules 4-6
 LATE_LAYERS = ("layer4", "fc")  # module 7 and the logits
 BASELINE = "unregularised"
 LAYER_LABELS = {**{m: f"module {PAPER_NUMBER[m]}" for m in MODULES}, "fc": "FC"}

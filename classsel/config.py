@@ -36,6 +36,8 @@ MNIST5K_PER_CLASS = {"train": 400, "val": 100}
 CIFAR10_SIZE = {"train": 50_000, "val": 10_000}
 #: Per-class statistic of the regulariser: the paper's means, or the reference code's sums.
 CLASS_STATS = ("mean", "sum")
+#: Training input pipelines (:mod:`classsel.pipeline`); "tensor" needs an ImageFolder tree.
+PIPELINES = ("pil", "tensor")
 MAX_EPOCHS = 10_000
 MAX_SEED = 2**63 - 1
 #: The notebooks, one per paper section.
@@ -76,6 +78,7 @@ class Config:
     amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
     channels_last: str = "auto"  # auto (on CUDA) | on | off
     workers: int = 0
+    pipeline: str = "pil"  # training input: pil (CPU workers) | tensor (decoded and augmented on the device)
     keep_checkpoints: str = "all"  # all | last | comma-separated epochs to keep
     progress: bool = True
 
@@ -84,8 +87,8 @@ class Config:
         return self.alpha != 0 and self.reg_start <= epoch and (self.reg_stop is None or epoch < self.reg_stop)
 
 
-EXECUTION_FIELDS = ("preset", "data_root", "device", "amp", "channels_last", "workers", "keep_checkpoints",
-                    "progress", "seed")
+EXECUTION_FIELDS = ("preset", "data_root", "device", "amp", "channels_last", "workers", "pipeline",
+                    "keep_checkpoints", "progress", "seed")
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 PRESETS: dict[str, dict] = {
@@ -249,6 +252,7 @@ CHECKS = {
     "amp": _choice(("auto", "bf16", "off")),
     "channels_last": _choice(("auto", "on", "off")),
     "workers": _int(0, 256),
+    "pipeline": _choice(PIPELINES),
     "keep_checkpoints": (_keep, "all, last, or epochs to keep such as 0,1,5,90"),
     "progress": (_bool, "True or False"),
 }
@@ -303,6 +307,8 @@ def normalise(cfg: Config) -> Config:
     keep = keep_epochs(cfg)
     need(keep in ("all", "last") or max(keep) <= cfg.epochs, "keep_checkpoints",
          f"all, last, or epochs in 0..{cfg.epochs}")
+    need(cfg.pipeline == "pil" or cfg.dataset == "imagefolder", "pipeline",
+         "pil for the in-memory data of mnist5k and cifar10 (tensor decodes the files of an ImageFolder tree)")
     size = train_size(cfg)
     need(size is None or cfg.batch_size <= size, "batch_size", f"at most the {size} training images of {cfg.dataset}")
     if cfg.dataset != "mnist5k":

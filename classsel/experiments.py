@@ -16,6 +16,7 @@ from . import ablation, cka, data, runs
 from .checkpoint import atomic_write
 from .config import CKA_LAYERS, MODULES, PAPER_NUMBER, REGULARIZED, Config, keep_epochs, resolve
 from .manifest import sha256
+from .progress import progress_bar
 
 
 # ----------------------------------------------------------------------------- runs
@@ -61,19 +62,31 @@ def val_loader(run: runs.Run, batch_size: int | None = None):
     return data.loader(ds, batch_size or cfg.eval_batch_size, train=False, workers=cfg.workers), ds.num_classes
 
 
+def kept_steps(run: runs.Run) -> list[int]:
+    """The evaluation points whose checkpoint the run keeps (its ``keep_checkpoints``)."""
+    m = run.metrics()
+    steps, last = m["step"].tolist(), int(m["step"].iloc[-1])
+    per_epoch = round(last / m["epoch"].iloc[-1])
+    keep = keep_epochs(run.config)
+    if keep == "all":
+        return steps
+    return [s for s in steps if s == last or (keep != "last" and s % per_epoch == 0 and s // per_epoch in keep)]
+
+
 def epoch_steps(run: runs.Run, epochs=None) -> list[int]:
-    """The evaluation points of ``run`` nearest the given (possibly fractional) epochs, every one
-    with a checkpoint (an error names any that the run did not keep); None: every kept checkpoint."""
+    """The evaluation points of ``run`` nearest the given (possibly fractional) epochs, each one
+    that the run keeps a checkpoint of (an error names any other); None: every kept one."""
+    kept = kept_steps(run)
     if epochs is None:
-        return run.checkpoint_steps()
+        return kept
     m = run.metrics()
     steps = list(dict.fromkeys(int(m.loc[(m.epoch - e).abs().idxmin(), "step"]) for e in epochs))
-    missing = sorted(set(steps) - set(run.checkpoint_steps()))
+    missing = sorted(set(steps) - set(kept))
     if missing:
         raise ValueError(
             f"run {run.path} has no checkpoint at step(s) {missing} (keep_checkpoints="
-            f"{run.config.keep_checkpoints!r} keeps {keep_epochs(run.config)}); choose epochs it kept "
-            f"({sorted(run.checkpoint_steps())}) or train it again with --keep-checkpoints all")
+            f"{run.config.keep_checkpoints!r}); choose epochs it kept (steps {kept}) or train it again "
+            "with keep_checkpoints='all'")
     return steps
 
 
@@ -92,42 +105,38 @@ def derived(run: runs.Run, name: str, compute) -> pd.DataFrame:
     return table
 
 
-def ablation_over_training(all_runs, epochs, modules=MODULES, levels: int = 6, draws: int = 2,
-                           progress: bool = True) -> pd.DataFrame:
-    """Ablation curves of every module at every chosen checkpoint of every run."""
-    from tqdm.auto import tqdm
-
+def over_training(all_runs, epochs, name: str, compute, desc: str, progress: bool = True) -> pd.DataFrame:
+    """``compute(run, step)`` at every chosen checkpoint of every run, cached as the derived table
+    ``name(step)``, in one long table with seed, step, epoch and config columns."""
     tables = []
     work = [(r, s) for r in all_runs for s in epoch_steps(r, epochs)]
-    for run, step in tqdm(work, desc="ablation", disable=not progress):
-        def compute(run=run, step=step):
-            model = run.model(step)
-            loader, _ = val_loader(run)
-            si = run.si(step)
-            ks = {m: ablation.default_ks(len(si[f"{m}.0"]), levels) for m in modules}
-            return ablation.ablation_curve(model, loader, list(modules), si, ks=ks, draws=draws, seed=run.seed)
-        table = derived(run, f"ablation_step{step}_l{levels}_d{draws}", compute)
+    for run, step in progress_bar(work, desc=desc, enabled=progress):
+        table = derived(run, name(step), lambda: compute(run, step))
         epoch = float(run.metrics().set_index("step").loc[step, "epoch"])
         tables.append(table.assign(seed=run.seed, step=step, epoch=epoch, config=run.hash))
     return pd.concat(tables, ignore_index=True)
+
+
+def ablation_over_training(all_runs, epochs, modules=MODULES, levels: int = 6, draws: int = 2,
+                           progress: bool = True) -> pd.DataFrame:
+    """Ablation curves of every module at every chosen checkpoint of every run (Fig. 3)."""
+    def compute(run, step):
+        si = run.si(step)
+        ks = {m: ablation.default_ks(len(si[f"{m}.0"]), levels) for m in modules}
+        return ablation.ablation_curve(run.model(step), val_loader(run)[0], list(modules), si, ks=ks, draws=draws,
+                                       seed=run.seed)
+
+    return over_training(all_runs, epochs, lambda step: f"ablation_step{step}_l{levels}_d{draws}", compute,
+                         "ablation", progress)
 
 
 def cka_over_training(all_runs, epochs=None, layers=CKA_LAYERS, progress: bool = True) -> pd.DataFrame:
-    """CKA between every pair of ``layers`` at every chosen checkpoint, long format."""
-    from tqdm.auto import tqdm
+    """CKA between every pair of ``layers`` at every chosen checkpoint, long format (Fig. 5)."""
+    def compute(run, step):
+        matrix = cka.cka_matrix(run.model(step), val_loader(run)[0], list(layers))
+        return matrix.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="cka")
 
-    tables = []
-    work = [(r, s) for r in all_runs for s in epoch_steps(r, epochs)]
-    for run, step in tqdm(work, desc="CKA", disable=not progress):
-        def compute(run=run, step=step):
-            loader, _ = val_loader(run)
-            matrix = cka.cka_matrix(run.model(step), loader, list(layers))
-            long = matrix.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="cka")
-            return long
-        table = derived(run, f"cka_step{step}", compute)
-        epoch = float(run.metrics().set_index("step").loc[step, "epoch"])
-        tables.append(table.assign(seed=run.seed, step=step, epoch=epoch, config=run.hash))
-    return pd.concat(tables, ignore_index=True)
+    return over_training(all_runs, epochs, lambda step: f"cka_step{step}", compute, "CKA", progress)
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -15,7 +15,7 @@ import seaborn as sns
 
 from . import claims
 from .ablation import ORDERS
-from .models import MODULES, PAPER_NUMBER
+from .config import MODULES, PAPER_NUMBER
 
 MODULE_LABELS = {m: f"module {PAPER_NUMBER[m]}" for m in MODULES}
 LAYER_LABELS = claims.LAYER_LABELS  # modules 4-7 and "FC"

@@ -16,9 +16,7 @@ from torch import nn
 from torchvision.models import resnet
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-MODULES = ("layer1", "layer2", "layer3", "layer4")
-#: The paper numbers ResNet-50's modules 1-7; layer1..layer4 are modules 4..7.
-PAPER_NUMBER = {name: i + 4 for i, name in enumerate(MODULES)}
+from .config import ARCHS, MODULES, PAPER_NUMBER, check_modules
 
 _TORCHVISION = {
     "resnet18": resnet.resnet18,
@@ -26,7 +24,7 @@ _TORCHVISION = {
     "resnet50": resnet.resnet50,
     "resnet101": resnet.resnet101,
 }
-ARCHS = (*_TORCHVISION, "resnet50_narrow")
+assert ARCHS == (*_TORCHVISION, "resnet50_narrow")
 
 
 class NarrowResNet(ResNet):
@@ -120,19 +118,6 @@ class Block:
     number: int  # 6: the paper's module number
     channels: int  # units = output channels
     block: nn.Module
-
-
-def check_modules(modules) -> tuple[str, ...]:
-    """Validate module names; returns them as a tuple in network order."""
-    if isinstance(modules, str):
-        modules = (modules,)
-    modules = tuple(modules)
-    bad = [m for m in modules if m not in MODULES]
-    if bad or not modules:
-        raise ValueError(
-            f"unknown module name(s) {bad or modules!r}; choose from {', '.join(MODULES)}"
-        )
-    return tuple(m for m in MODULES if m in modules)
 
 
 def bottlenecks(model: nn.Module, modules=MODULES) -> list[Block]:

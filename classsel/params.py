@@ -179,8 +179,7 @@ def check(section: str, ns: dict) -> SimpleNamespace:
     long = section in ("regularize", "promote", "class_representation")
     epochs = ns["epochs"] if ns["epochs"] is not None else C.default_epochs(preset, "regularize" if long else section)
     s = setting(preset, epochs, ns["data_root"], ns["overrides"])
-    p = SimpleNamespace(preset=preset, seeds=seeds(ns["seeds"], preset, section), epochs=s.epochs, setting=s,
-                        out=layout.results(NOTEBOOKS[section], ns["out_dir"]))
+    p = SimpleNamespace(preset=preset, seeds=seeds(ns["seeds"], preset, section), epochs=s.epochs, setting=s)
     d = _defaults_for(preset, s.epochs)
     if section == "ablation":
         p.ablation_epochs = (ablation_epochs(preset, s.epochs) if ns["ablation_epochs"] is None
@@ -214,4 +213,5 @@ def check(section: str, ns: dict) -> SimpleNamespace:
         p.promote_start, p.promote_stop = pair("promote_schedule", schedule, s.epochs)
         p.promote_modules = modules("promote_modules", ns["promote_modules"])
         p.early_until = number("early_until", ns["early_until"], low=0, high=s.epochs)
+    p.out = layout.results(NOTEBOOKS[section], ns["out_dir"])  # created once every parameter is good
     return p

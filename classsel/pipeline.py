@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from . import data
 
-PIPELINES = ("pil", "tensor")
+from .config import PIPELINES  # noqa: E402  (the names live in config)
 #: RandomResizedCrop's defaults: the crop's share of the image area and its aspect ratio (w/h).
 SCALE = (0.08, 1.0)
 RATIO = (3 / 4, 4 / 3)

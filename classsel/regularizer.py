@@ -12,17 +12,14 @@ the activations of each class within a batch instead of averaging them.
 
 from __future__ import annotations
 
-import math
-import numbers
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .models import bottlenecks, check_modules, forward_hooks
+from .config import REGULARIZED, check_field
+from .models import bottlenecks, forward_hooks
 from .selectivity import EPS, selectivity_index, unit_activations
 
-CLASS_STATS = ("mean", "sum")
 
 
 def batch_class_stats(
@@ -54,38 +51,6 @@ def mu_si(per_block: dict[str, torch.Tensor], module_of: dict[str, str]) -> torc
     return torch.stack([torch.stack(v).mean() for v in by_module.values()]).mean()
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """When and how strongly to regularise: epochs ``start <= epoch < stop``.
-
-    Epochs count from 0 (the first pass over the training set). The paper's settings:
-    ``start`` in 0..5 with no stop; the first 4 epochs (``start=0, stop=4``); only the
-    first epoch (``start=0, stop=1``).
-    """
-
-    alpha: float = 0.0
-    start: int = 0
-    stop: int | None = None
-    modules: tuple[str, ...] = ("layer1", "layer2", "layer3")
-    class_stat: str = "mean"
-
-    def __post_init__(self):
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) or not math.isfinite(self.alpha):
-            raise ValueError(f"alpha must be a finite number, got {self.alpha!r}")
-        if isinstance(self.start, bool) or not isinstance(self.start, int) or self.start < 0:
-            raise ValueError(f"start must be an epoch number >= 0, got {self.start!r}")
-        if self.stop is not None and (
-            isinstance(self.stop, bool) or not isinstance(self.stop, int) or self.stop <= self.start
-        ):
-            raise ValueError(f"stop must be None or an epoch number > start={self.start}, got {self.stop!r}")
-        if self.class_stat not in CLASS_STATS:
-            raise ValueError(f"class_stat must be one of {CLASS_STATS}, got {self.class_stat!r}")
-        object.__setattr__(self, "modules", check_modules(self.modules))
-
-    def active(self, epoch: int) -> bool:
-        return self.alpha != 0 and self.start <= epoch and (self.stop is None or epoch < self.stop)
-
-
 class SelectivityRegularizer:
     """Records the regularised blocks' unit activations during a forward pass.
 
@@ -99,12 +64,11 @@ class SelectivityRegularizer:
         self,
         model: nn.Module,
         num_classes: int,
-        modules=("layer1", "layer2", "layer3"),
+        modules=REGULARIZED,
         class_stat: str = "mean",
         eps: float = EPS,
     ):
-        if class_stat not in CLASS_STATS:
-            raise ValueError(f"class_stat must be one of {CLASS_STATS}, got {class_stat!r}")
+        class_stat = check_field("class_stat", class_stat)
         self.blocks = bottlenecks(model, modules)
         self.num_classes = num_classes
         self.class_stat = class_stat

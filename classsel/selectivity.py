@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from .config import MODULES
 from .models import Block, bottlenecks, device_of, evaluating, forward_hooks
 from .progress import progress_bar
 
@@ -147,7 +148,7 @@ def measure(
     loader: DataLoader,
     num_classes: int,
     device=None,
-    modules=("layer1", "layer2", "layer3", "layer4"),
+    modules=MODULES,
     progress: bool = False,
 ) -> SelectivityResult:
     """Class means of every block's units, SI, accuracy and prediction counts, in one pass.

@@ -25,10 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt
-from . import data, manifest
+from . import data, manifest, pipeline
 from .config import DATASETS, MODULES, Config, config_hash, identity, keep_epochs
 from .layout import RunFiles
+from .lockfile import lock_hash
 from .models import build
+from .progress import progress_bar
 from .regularizer import SelectivityRegularizer, regularized_loss
 from .representation import top_k_mean
 from .selectivity import measure
@@ -123,8 +125,9 @@ def set_up(cfg: Config, world: int = 1) -> Setup:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    train_loader = data.loader(train_ds, cfg.batch_size // world, train=True, seed=cfg.seed,
-                               workers=cfg.workers, distributed=world > 1)
+    train_loader = pipeline.train_loader(train_ds, cfg.batch_size // world, seed=cfg.seed, workers=cfg.workers,
+                                         distributed=world > 1, pipeline=cfg.pipeline, device=device,
+                                         image_size=cfg.image_size)
     per_epoch = len(train_loader)
     total = cfg.epochs * per_epoch
     beyond = [s for s in cfg.eval_steps if s >= total]
@@ -320,10 +323,8 @@ def _check_finite(first_bad_step: torch.Tensor, out: Path) -> None:
 
 
 def _progress(cfg: Config, rank: int, total: int, step: int):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=step, desc=f"train {cfg.preset} seed {cfg.seed}", unit="step",
-                disable=not cfg.progress or rank != 0, dynamic_ncols=True)
+    return progress_bar(desc=f"train {cfg.preset} seed {cfg.seed}", total=total, initial=step, unit="step",
+                        enabled=cfg.progress and rank == 0, dynamic_ncols=True)
 
 
 # ----------------------------------------------------------------------------- where it runs
@@ -371,6 +372,7 @@ def describe(cfg: Config, device: torch.device, world: int) -> dict:
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "torchvision": torchvision.__version__, "classsel": _version()},
         "git_commit": _git_commit(),
+        "lock_sha256": lock_hash(),  # requirements/lock.txt, the exact versions `make setup` installs
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "world_size": world,
         "host": platform.node(),

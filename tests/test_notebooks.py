@@ -35,10 +35,9 @@ def test_py_and_ipynb_are_in_sync(name):
     ipynb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     assert cells(py) == cells(ipynb), f"{name}.ipynb is out of sync: run jupytext --sync notebooks/{name}.py"
     assert all(not c.get("outputs") for c in ipynb.cells if c.cell_type == "code"), f"{name}.ipynb has outputs"
-    first_code = next(c for c in ipynb.cells if c.cell_type == "code")
-    assert "parameters" in first_code.metadata.get("tags", [])
+    params = next(c for c in ipynb.cells if "parameters" in c.metadata.get("tags", []))
     for param in ("preset", "seeds", "epochs", "data_root", "out_dir"):
-        assert f"\n{param} = " in "\n" + first_code.source
+        assert f"\n{param} = " in "\n" + params.source
 
 
 def execute_and_check(name, tmp_path, **parameters):

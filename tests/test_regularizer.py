@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from classsel.models import build, bottlenecks
-from classsel.regularizer import Schedule, SelectivityRegularizer, batch_selectivity
+from classsel.config import resolve
+from classsel.regularizer import SelectivityRegularizer, batch_selectivity
 
 
 def batch_si_reference(acts: np.ndarray, labels: np.ndarray, class_stat="mean", eps=1e-6) -> np.ndarray:
@@ -146,21 +147,19 @@ def test_sign_of_alpha():
 
 
 def test_schedule_windows_and_errors():
-    s = Schedule(alpha=-20, start=0, stop=4)
-    assert [s.active(e) for e in range(6)] == [True, True, True, True, False, False]
-    assert not Schedule(alpha=0).active(0)
-    assert Schedule(alpha=-1, start=5).active(50)
-    with pytest.raises(ValueError, match="alpha.*'twenty'"):
-        Schedule(alpha="twenty")
-    with pytest.raises(ValueError, match="alpha"):
-        Schedule(alpha=float("nan"))
-    with pytest.raises(ValueError, match="stop"):
-        Schedule(alpha=1, start=3, stop=3)
-    with pytest.raises(ValueError, match="'layer9'"):
-        Schedule(alpha=1, modules=("layer9",))
-    with pytest.raises(ValueError, match="class_stat.*'median'"):
-        Schedule(alpha=1, class_stat="median")
-
+    """When the regulariser is on: epochs start <= epoch < stop, never with alpha 0 (config.Config.regularizes)."""
+    s = resolve("smoke", epochs=6, alpha=-20, reg_start=0, reg_stop=4)
+    assert [s.regularizes(e) for e in range(6)] == [True, True, True, True, False, False]
+    assert not resolve("smoke", alpha=0).regularizes(0)
+    assert resolve("smoke", epochs=60, alpha=-1, reg_start=5).regularizes(50)
+    for fields, message in [(dict(alpha="twenty"), "alpha='twenty'"), (dict(alpha=float("nan")), "alpha=nan"),
+                            (dict(alpha=1, reg_start=2, reg_stop=2), "reg_stop=2"),
+                            (dict(alpha=1, reg_modules=("layer9",)), "layer9"),
+                            (dict(alpha=1, class_stat="median"), "class_stat='median'")]:
+        with pytest.raises(ValueError, match=message):
+            resolve("smoke", **fields)
+    with pytest.raises(ValueError, match="class_stat='median'"):
+        SelectivityRegularizer(build("resnet50_narrow", 10, in_channels=1), 10, class_stat="median")
 
 def test_regularizer_requires_a_recorded_batch():
     reg = SelectivityRegularizer(small_model(), 5)
