@@ -124,6 +124,12 @@ REGULARIZE_STARTS = {"imagenet": (0, 1, 2, 3, 4, 5), "default": (0, 2)}
 #: Fig. 14: alpha 1 and 5, to epoch 4 or 1); notebook 06 reuses the first of each.
 PROMOTE = {"smoke": ((5.0,), ((0, 1),)), "mnist": ((5.0,), ((0, 2),)),
            "cifar10": ((5.0,), ((0, 4), (0, 1))), "imagenet": ((1.0, 5.0), ((0, 4), (0, 1)))}
+#: Notebook 04's other strengths from epoch 0 (paper, Figs. 11, 12: alpha -1 to -20).
+REGULARIZE_ALPHAS = {"imagenet": (-1.0, -5.0, -10.0), "default": (-5.0,)}
+#: Notebook 04's released networks: regularised in epochs 0..stop-1 only (paper, Fig. 15: the first 4).
+RECOVER_STOP = {"imagenet": 4, "default": 2}
+#: Notebook 05's large strength in favour of selectivity, modules 4-6 (paper, Fig. 13).
+PROMOTE_STRONG = {"default": 20.0}
 #: Configuration fields a notebook sets through its own parameters, not `overrides`.
 NOTEBOOK_FIELDS = ("preset", "epochs", "data_root", "seed", "alpha", "reg_start", "reg_stop", "reg_modules")
 

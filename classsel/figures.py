@@ -86,6 +86,33 @@ def save(fig, folder: str | Path, name: str) -> Path:
     return folder / f"{name}.png"
 
 
+def representation_bounds(counts: pd.DataFrame) -> dict[str, float]:
+    """Fig. 16's reference lines from a prediction-count table (seed, step, class, count): the
+    top-5 mean of predictions spread evenly over the classes, and of all in five classes."""
+    images = counts.groupby(["seed", "step"])["count"].sum().iloc[0]
+    return {"uniform": images / counts["class"].nunique(), "all_in_five": images / 5}
+
+
+def publish(fig, folder: str | Path, label: str) -> Path:
+    """Save ``fig`` as ``label``.png/.svg in ``folder`` and glue it for the book under ``label``
+    (shown by a ``{glue:figure}`` with its caption, not where the code runs)."""
+    from myst_nb import glue
+
+    fig = getattr(fig, "figure", fig)
+    path = save(fig, folder, label)
+    glue(label, fig, display=False)
+    plt.close(fig)
+    return path
+
+
+def column_explorer(metrics: pd.DataFrame, columns: Sequence[str]):
+    """An explorer of any evaluation column of ``metrics`` over training, one line per condition."""
+    def draw(column):
+        by_condition(metrics, column, "condition", ax=plt.subplots(figsize=(7, 4))[1], title=column, ylabel=column)
+
+    explorer(draw, column=list(columns))
+
+
 def explorer(draw, **choices):
     """An ipywidgets explorer over ``choices`` that also leaves a static view.
 

@@ -157,8 +157,14 @@ def _defaults_for(preset: str, epochs: int) -> SimpleNamespace:
     starts = C.REGULARIZE_STARTS.get(preset, C.REGULARIZE_STARTS["default"])
     alphas, schedules = C.PROMOTE[preset]
     fitted = [(start, min(stop, epochs)) for start, stop in schedules if start < epochs]
+    def pick(table):
+        return table.get(preset, table["default"])
+
     return SimpleNamespace(reg_starts=sorted({min(s, epochs - 1) for s in starts}),
-                           promote_alphas=list(alphas), promote_schedules=list(dict.fromkeys(fitted)))
+                           reg_alphas=list(pick(C.REGULARIZE_ALPHAS)),
+                           recover_stop=min(pick(C.RECOVER_STOP), epochs - 1) if epochs > 1 else None,
+                           promote_alphas=list(alphas), promote_schedules=list(dict.fromkeys(fitted)),
+                           promote_strong=pick(C.PROMOTE_STRONG))
 
 
 def ablation_epochs(preset: str, epochs: int) -> list[float]:
@@ -175,7 +181,7 @@ def check(section: str, ns: dict) -> SimpleNamespace:
     ``out`` (the results folder) and the section's defaults filled in."""
     if section not in NOTEBOOKS:
         raise ValueError(f"section={section!r} is not valid: expected one of {list(NOTEBOOKS)}")
-    preset = C.check_field("preset", ns["preset"], "parameter preset")
+    preset = C.check_field("preset", ns["preset"] or C.default_preset(), "parameter preset")
     long = section in ("regularize", "promote", "class_representation")
     epochs = ns["epochs"] if ns["epochs"] is not None else C.default_epochs(preset, "regularize" if long else section)
     s = setting(preset, epochs, ns["data_root"], ns["overrides"])
@@ -198,13 +204,18 @@ def check(section: str, ns: dict) -> SimpleNamespace:
                                 0, s.epochs - 1)
         p.reg_stop = integer("reg_stop", ns["reg_stop"], 1, s.epochs, allow_none=True)
         p.modules = modules("modules", ns["modules"])
-        p.alphas = [] if ns["alphas"] is None else numbers_("alphas", ns["alphas"])
-        p.recover_stop = integer("recover_stop", ns["recover_stop"], 1, s.epochs - 1, allow_none=True)
+        alphas = d.reg_alphas if ns["alphas"] is None else parse_text(ns["alphas"])
+        p.alphas = [] if alphas == [] else numbers_("alphas", alphas, sign=-1)
+        # recover_stop: None is the preset's (Fig. 15); 0 runs no released networks
+        stop = d.recover_stop if ns["recover_stop"] is None else ns["recover_stop"]
+        p.recover_stop = integer("recover_stop", stop, 0, s.epochs - 1, allow_none=True) or None
     elif section == "promote":
         p.alphas = numbers_("alphas", d.promote_alphas if ns["alphas"] is None else ns["alphas"], sign=+1)
         p.schedules = pairs("schedules", d.promote_schedules if ns["schedules"] is None else ns["schedules"],
                             s.epochs)
         p.modules = modules("modules", ns["modules"])
+        strong = d.promote_strong if ns["strong_alpha"] is None else ns["strong_alpha"]
+        p.strong_alpha = None if strong == 0 else number("strong_alpha", strong, sign=+1)
     elif section == "class_representation":
         p.suppress_alpha = number("suppress_alpha", ns["suppress_alpha"], sign=-1)
         p.promote_alpha = number("promote_alpha", ns["promote_alpha"], sign=+1)

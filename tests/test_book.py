@@ -14,7 +14,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHAPTERS = ["01_emergence", "02_ablation", "03_cka", "04_regularize", "05_promote", "06_class_representation"]
+CHAPTERS = ["00_what_reproduces", "01_emergence", "02_ablation", "03_cka", "04_regularize", "05_promote",
+            "06_class_representation"]
+#: Every figure of the paper that rests on data (1 and 4 are diagrams).
+PAPER_FIGURES = [2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make browser installs it)")
 
@@ -40,9 +43,13 @@ def rendered(path: Path) -> str:
 
 
 class Links(HTMLParser):
+    """Links, anchors and images of a page; its code cells, and whether each is behind a toggle."""
+
     def __init__(self):
         super().__init__()
         self.hrefs, self.ids, self.imgs = [], set(), []
+        self.open: list[tuple[str, bool]] = []  # (tag, is a <details> toggle)
+        self.code_shown, self.code_hidden = 0, 0
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -52,6 +59,19 @@ class Links(HTMLParser):
             self.hrefs.append(a["href"])
         if tag == "img":
             self.imgs.append(a.get("src", ""))
+        if "cell_input" in (a.get("class") or "").split():
+            if any(is_toggle for _, is_toggle in self.open):
+                self.code_hidden += 1
+            else:
+                self.code_shown += 1
+        if tag not in ("img", "br", "hr", "meta", "link", "input", "source", "col", "wbr"):
+            self.open.append((tag, tag == "details"))
+
+    def handle_endtag(self, tag):
+        for i in range(len(self.open) - 1, -1, -1):
+            if self.open[i][0] == tag:
+                del self.open[i:]
+                break
 
 
 def parse(html: str) -> Links:
@@ -70,8 +90,32 @@ def test_results_chapter_shows_figures_and_no_errors(site, chapter):
         assert (site / "notebooks" / src).resolve().exists(), src
     assert not re.search(r"(Traceback \(most recent call last\)|[A-Za-z]+Error: )", re.sub(r"<[^>]+>", " ", dom))
     assert 'class="output error' not in dom and "output traceback" not in dom
-    assert re.search(r"Fig\. \d+", dom), "figures have no numbered captions"
-    assert "Provenance: preset smoke" in re.sub(r"<[^>]+>", "", dom)
+    assert page.code_shown == 0, f"{chapter} shows {page.code_shown} code cells without a click"
+    if chapter != "00_what_reproduces":
+        assert page.code_hidden > 0, "no code one click away"
+        assert re.search(r"Book figure \d+\.\d+", dom), "figures have no numbered captions"
+        assert "Runs: preset smoke" in re.sub(r"<[^>]+>", "", dom)
+
+
+def test_every_paper_figure_is_reproduced_in_a_caption(site):
+    captions = " ".join(re.sub(r"<[^>]+>", " ", c) for chapter in CHAPTERS
+                        for c in re.findall(r"<figcaption>(.*?)</figcaption>",
+                                            rendered(site / "notebooks" / f"{chapter}.html"), re.S))
+    missing = [n for n in PAPER_FIGURES if not re.search(rf"Reproduces paper Fig\. {n}\b", captions)]
+    assert not missing, f"paper figures without a caption: {missing}"
+    assert not re.search(r"Book figure \d+:", captions), "a book figure number without its chapter"
+
+
+def test_what_reproduces_lists_the_six_claims_with_numbers(site):
+    dom = rendered(site / "notebooks" / "00_what_reproduces.html")
+    rows = [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", dom, re.S)]
+    main = {r[0]: r for r in rows if r and r[0] in {"1", "2", "3", "4", "5", "6"}}
+    assert sorted(main) == ["1", "2", "3", "4", "5", "6"], rows
+    for r in main.values():
+        assert re.search(r"-?\d+\.\d+ \(", r[4]), r  # an estimate with its CI
+        assert r[5].isdigit() and r[7] in ("holds", "in part", "not supported"), r
+        assert "paper Fig" in r[2]
 
 
 def test_equations_render(site):

@@ -15,8 +15,13 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 NAMES = [p.stem for p in NOTEBOOKS]
 # Figures each notebook must write to its results folder.
 FIGURES = {
-    "01_emergence": ["fig2_si_over_training.png", "fig9_si_per_block.png"],
-    "04_regularize": ["fig6a_si_by_condition.png", "fig6b_accuracy_by_condition.png"],
+    "01_emergence": ["fig-01-si.png", "fig-01-blocks.png"],
+    "02_ablation": ["fig-02-auc.png", "fig-02-final.png"],
+    "03_cka": ["fig-03-cka.png", "fig-03-all.png"],
+    "04_regularize": ["fig-04-acc.png", "fig-04-starts.png", "fig-04-alphas.png", "fig-04-alphas-si.png",
+                      "fig-04-recovery.png"],
+    "05_promote": ["fig-05-small.png", "fig-05-strong.png"],
+    "06_class_representation": ["fig-06-top5.png"],
 }
 
 
@@ -25,8 +30,8 @@ def cells(nb):
 
 
 def test_all_six_sections_exist():
-    assert NAMES == ["01_emergence", "02_ablation", "03_cka", "04_regularize", "05_promote",
-                     "06_class_representation"]
+    assert NAMES == ["00_what_reproduces", "01_emergence", "02_ablation", "03_cka", "04_regularize",
+                     "05_promote", "06_class_representation"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -36,7 +41,9 @@ def test_py_and_ipynb_are_in_sync(name):
     assert cells(py) == cells(ipynb), f"{name}.ipynb is out of sync: run jupytext --sync notebooks/{name}.py"
     assert all(not c.get("outputs") for c in ipynb.cells if c.cell_type == "code"), f"{name}.ipynb has outputs"
     params = next(c for c in ipynb.cells if "parameters" in c.metadata.get("tags", []))
-    for param in ("preset", "seeds", "epochs", "data_root", "out_dir"):
+    shared = ("preset", "data_root", "overrides", "out_dir") if name == "00_what_reproduces" else (
+        "preset", "seeds", "epochs", "data_root", "overrides", "out_dir")
+    for param in shared:
         assert f"\n{param} = " in "\n" + params.source
 
 
@@ -48,13 +55,16 @@ def execute_and_check(name, tmp_path, **parameters):
         parameters={**parameters, "out_dir": str(out)}, kernel_name="python3",
         cwd=str(ROOT / "notebooks"), progress_bar=False,
     )
+    if name == "00_what_reproduces":
+        table = pd.read_csv(out / "what_reproduces.csv")
+        assert (table.claim_number > 0).sum() == 6 and table.seeds.notna().all()
+        return out
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, f"{name} drew no figure"
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs, f"{name} wrote no figure to its output folder"
-    for fig in FIGURES.get(name, []):
-        assert fig in pngs
-    assert any(p.suffix == ".csv" for p in out.iterdir()), f"{name} wrote no table"
+    for fig in FIGURES[name]:
+        assert fig in pngs, (fig, pngs)
+    assert (out / "claims.csv").exists() and any(p.suffix == ".csv" for p in out.iterdir()), f"{name} wrote no table"
     return out
 
 
@@ -74,9 +84,10 @@ def test_runs_on_smoke(name, store, tmp_path, monkeypatch):
 # on a CPU: 32-pixel crops of a generated 6-class tree, 2 epochs, 2 seeds.
 TINY_IMAGENET = {"image_size": 32, "batch_size": 16, "eval_batch_size": 24, "workers": 0}
 IMAGENET_CONDITIONS = {
-    "04_regularize": ["unregularised", "α=-20 from epoch 0", "α=-20 from epoch 1"],
-    "05_promote": ["unregularised", "α=+1, epochs 0-2", "α=+1, epochs 0-1", "α=+5, epochs 0-2",
-                   "α=+5, epochs 0-1"],
+    "04_regularize": ["unregularised", "α=-20 from epoch 0", "α=-20 from epoch 1", "α=-1 from epoch 0",
+                      "α=-5 from epoch 0", "α=-10 from epoch 0", "α=-20 epoch 0 only"],
+    "05_promote": ["unregularised", "α=+1, epochs 0-1 only", "α=+1, epoch 0 only", "α=+5, epochs 0-1 only",
+                   "α=+5, epoch 0 only", "α=+20, epochs 0-1 only, modules 4-6"],
 }
 
 
