@@ -99,15 +99,15 @@ def derived(run: runs.Run, name: str, compute) -> pd.DataFrame:
     """A table computed from a run, cached in the run's folder with its checksum (computed
     again when absent or when it no longer matches its checksum)."""
     path, checksum = run.files.derived(name), run.files.derived_checksum(name)
-    if path.exists() and checksum.exists() and checksum.read_text().strip() == sha256(path):
-        return pd.read_csv(path)
-    table = compute()
-    path.parent.mkdir(exist_ok=True)
-    buf = io.StringIO()
-    table.to_csv(buf, index=False)
-    atomic_write(path, buf.getvalue().encode())
-    atomic_write(checksum, sha256(path).encode())
-    return table
+    if not (path.exists() and checksum.exists() and checksum.read_text().strip() == sha256(path)):
+        table = compute()
+        path.parent.mkdir(exist_ok=True)
+        buf = io.StringIO()
+        table.to_csv(buf, index=False)
+        atomic_write(path, buf.getvalue().encode())
+        atomic_write(checksum, sha256(path).encode())
+    # read back exactly in both cases, so a cached table gives the same numbers as a fresh one
+    return pd.read_csv(path, float_precision="round_trip")
 
 
 def over_training(all_runs, epochs, name: str, compute, desc: str, progress: bool = True) -> pd.DataFrame:

@@ -93,18 +93,6 @@ def representation_bounds(counts: pd.DataFrame) -> dict[str, float]:
     return {"uniform": images / counts["class"].nunique(), "all_in_five": images / 5}
 
 
-def publish(fig, folder: str | Path, label: str) -> Path:
-    """Save ``fig`` as ``label``.png/.svg in ``folder`` and glue it for the book under ``label``
-    (shown by a ``{glue:figure}`` with its caption, not where the code runs)."""
-    from myst_nb import glue
-
-    fig = getattr(fig, "figure", fig)
-    path = save(fig, folder, label)
-    glue(label, fig, display=False)
-    plt.close(fig)
-    return path
-
-
 def column_explorer(metrics: pd.DataFrame, columns: Sequence[str]):
     """An explorer of any evaluation column of ``metrics`` over training, one line per condition."""
     def draw(column):

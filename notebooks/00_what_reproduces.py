@@ -34,34 +34,26 @@
 # can carry.
 
 # %% tags=["remove-cell"]
-# On Colab, or wherever classsel is missing, install it from the book's repository.
-import importlib.util
-import subprocess
-import sys
-
-if importlib.util.find_spec("classsel") is None:
-    url = "https://github.com/classsel/classsel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", f"classsel @ git+{url}"],
-        check=True,
-    )
-    importlib.invalidate_caches()
+# On Colab, where classsel is missing, install it from the book's repository.
+import importlib.util, subprocess, sys  # noqa: E401
+url = "https://github.com/classsel/classsel"
+importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"classsel @ git+{url}"], check=True)  # noqa: E501
 
 # %% tags=["parameters", "hide-input"]
-import os
-
-preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke, mnist, cifar10, imagenet
+# Chapter 00's parameters: papermill -p NAME VALUE; a list also as text
+preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
+seeds = None  # None: each chapter's; a count, or a list of seeds
+epochs = None  # None: each chapter's
 data_root = None  # the dataset folder, for cifar10 and imagenet
-# configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
-overrides = None
+overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/00_what_reproduces
 
 # %% tags=["remove-cell"]
-from IPython.display import Markdown, display
+from classsel import book, layout, sections
 
-from classsel import layout, sections
-
-table = sections.what_reproduces(preset, data_root=data_root, overrides=overrides)
+table = sections.what_reproduces(
+    preset, seeds=seeds, epochs=epochs, data_root=data_root, overrides=overrides
+)
 table.to_csv(
     layout.results("00_what_reproduces", out_dir) / "what_reproduces.csv", index=False
 )
@@ -70,4 +62,4 @@ table.to_csv(
 # ## The claims and the appendix findings
 
 # %% tags=["hide-input"]
-display(Markdown(sections.markdown_table(table)))
+book.show(sections.markdown_table(table))

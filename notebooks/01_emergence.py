@@ -22,35 +22,22 @@
 # every epoch, and follow the mean of each module.
 
 # %% tags=["remove-cell"]
-# On Colab, or wherever classsel is missing, install it from the book's repository.
-import importlib.util
-import subprocess
-import sys
-
-if importlib.util.find_spec("classsel") is None:
-    url = "https://github.com/classsel/classsel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", f"classsel @ git+{url}"],
-        check=True,
-    )
-    importlib.invalidate_caches()
+# On Colab, where classsel is missing, install it from the book's repository.
+import importlib.util, subprocess, sys  # noqa: E401
+url = "https://github.com/classsel/classsel"
+importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"classsel @ git+{url}"], check=True)  # noqa: E501
 
 # %% tags=["parameters", "hide-input"]
-import os
-
-preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke, mnist, cifar10, imagenet
-seeds = None  # None: the preset's default (mnist: 3, imagenet: 10), a count, or a list
+# Chapter 01's parameters: papermill -p NAME VALUE; a list also as text
+preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
+seeds = None  # None: the preset's (mnist: 3, imagenet: 10); a count, or a list of seeds
 epochs = None  # None: the preset's
 data_root = None  # the dataset folder, for cifar10 and imagenet
-# configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
-overrides = None
+overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/01_emergence
 
 # %% tags=["remove-cell"]
-from IPython.display import Markdown, display
-from myst_nb import glue
-
-from classsel import figures, params, sections
+from classsel import book, figures, params, sections
 
 p = params.check("emergence", globals())
 figures.setup()
@@ -58,7 +45,7 @@ figures.setup()
 # %% tags=["remove-cell"]
 r = sections.emergence(p)
 r.save(p.out)
-glue("prov", Markdown(r.provenance()), display=False)
+book.glue_text("prov", r.provenance())
 metrics, blocks = r.tables["metrics"], r.tables["si_per_block"]
 
 # %% [markdown]
@@ -68,7 +55,7 @@ metrics, blocks = r.tables["metrics"], r.tables["si_per_block"]
 # chapters: the run store trains them once and reuses them.
 
 # %% tags=["hide-input"]
-figures.publish(figures.fig2(metrics), p.out, "fig-01-si")
+book.publish(figures.fig2(metrics), p.out, "fig-01-si")
 
 # %% [markdown]
 # ```{glue:figure} fig-01-si
@@ -86,13 +73,13 @@ figures.publish(figures.fig2(metrics), p.out, "fig-01-si")
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-01-si")))
+book.show(r.claim("fig-01-si"))
 
 # %% [markdown]
 # ## Selectivity per bottleneck block (paper Fig. 9)
 
 # %% tags=["hide-input"]
-figures.publish(figures.fig9(blocks), p.out, "fig-01-blocks")
+book.publish(figures.fig9(blocks), p.out, "fig-01-blocks")
 
 # %% [markdown]
 # ```{glue:figure} fig-01-blocks
@@ -104,7 +91,7 @@ figures.publish(figures.fig9(blocks), p.out, "fig-01-blocks")
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-01-blocks")))
+book.show(r.claim("fig-01-blocks"))
 
 # %% [markdown]
 # ## Explore

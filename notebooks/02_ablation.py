@@ -26,28 +26,18 @@
 # random ablation in modules 4-6 but more in module 7.
 
 # %% tags=["remove-cell"]
-# On Colab, or wherever classsel is missing, install it from the book's repository.
-import importlib.util
-import subprocess
-import sys
-
-if importlib.util.find_spec("classsel") is None:
-    url = "https://github.com/classsel/classsel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", f"classsel @ git+{url}"],
-        check=True,
-    )
-    importlib.invalidate_caches()
+# On Colab, where classsel is missing, install it from the book's repository.
+import importlib.util, subprocess, sys  # noqa: E401
+url = "https://github.com/classsel/classsel"
+importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"classsel @ git+{url}"], check=True)  # noqa: E501
 
 # %% tags=["parameters", "hide-input"]
-import os
-
-preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke, mnist, cifar10, imagenet
-seeds = None  # None: the preset's default (mnist: 3, imagenet: 10), a count, or a list
+# Chapter 02's parameters: papermill -p NAME VALUE; a list also as text
+preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
+seeds = None  # None: the preset's (mnist: 3, imagenet: 10); a count, or a list of seeds
 epochs = None  # None: the preset's
 data_root = None  # the dataset folder, for cifar10 and imagenet
-# configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
-overrides = None
+overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/02_ablation
 # Checkpoints to ablate, in epochs (fractions allowed: the nearest evaluation point is
 # used), e.g. [0, 0.13, 0.26, 0.52, 1, 2, 5]. None: 0, 1/8, 1/4 and 1/2 epoch, epochs 1
@@ -59,10 +49,7 @@ levels = 6  # counts k per curve, evenly spaced from 0 to all units of a block
 draws = 2  # random-order draws per curve (the control)
 
 # %% tags=["remove-cell"]
-from IPython.display import Markdown, display
-from myst_nb import glue
-
-from classsel import figures, params, sections
+from classsel import book, figures, params, sections
 
 p = params.check("ablation", globals())
 figures.setup()
@@ -70,7 +57,7 @@ figures.setup()
 # %% tags=["remove-cell"]
 r = sections.ablation(p)
 r.save(p.out)
-glue("prov", Markdown(r.provenance()), display=False)
+book.glue_text("prov", r.provenance())
 curves = r.tables["ablation"]
 
 # %% [markdown]
@@ -84,7 +71,7 @@ curves = r.tables["ablation"]
 # a costlier ablation.
 
 # %% tags=["hide-input"]
-figures.publish(figures.fig3(curves), p.out, "fig-02-auc")
+book.publish(figures.fig3(curves), p.out, "fig-02-auc")
 
 # %% [markdown]
 # ```{glue:figure} fig-02-auc
@@ -104,7 +91,7 @@ figures.publish(figures.fig3(curves), p.out, "fig-02-auc")
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-02-auc")))
+book.show(r.claim("fig-02-auc"))
 
 # %% [markdown]
 # ## The trained network (paper Fig. 8)
@@ -114,7 +101,7 @@ display(Markdown(r.claim("fig-02-auc")))
 # it costs more.
 
 # %% tags=["hide-input"]
-figures.publish(figures.fig8(curves), p.out, "fig-02-final")
+book.publish(figures.fig8(curves), p.out, "fig-02-final")
 
 # %% [markdown]
 # ```{glue:figure} fig-02-final
@@ -127,7 +114,7 @@ figures.publish(figures.fig8(curves), p.out, "fig-02-final")
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-02-final")))
+book.show(r.claim("fig-02-final"))
 
 # %% [markdown]
 # ## Explore

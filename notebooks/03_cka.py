@@ -26,28 +26,18 @@
 # layers.
 
 # %% tags=["remove-cell"]
-# On Colab, or wherever classsel is missing, install it from the book's repository.
-import importlib.util
-import subprocess
-import sys
-
-if importlib.util.find_spec("classsel") is None:
-    url = "https://github.com/classsel/classsel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", f"classsel @ git+{url}"],
-        check=True,
-    )
-    importlib.invalidate_caches()
+# On Colab, where classsel is missing, install it from the book's repository.
+import importlib.util, subprocess, sys  # noqa: E401
+url = "https://github.com/classsel/classsel"
+importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"classsel @ git+{url}"], check=True)  # noqa: E501
 
 # %% tags=["parameters", "hide-input"]
-import os
-
-preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke, mnist, cifar10, imagenet
-seeds = None  # None: the preset's default (mnist: 3, imagenet: 6), a count, or a list
+# Chapter 03's parameters: papermill -p NAME VALUE; a list also as text
+preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
+seeds = None  # None: the preset's (mnist: 3, imagenet: 6); a count, or a list of seeds
 epochs = None  # None: the preset's
 data_root = None  # the dataset folder, for cifar10 and imagenet
-# configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
-overrides = None
+overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/03_cka
 cka_epochs = (
     None  # None: every kept checkpoint; or a list of epochs (fractions allowed)
@@ -57,10 +47,7 @@ cka_epochs = (
 layers = ["layer1", "layer2", "layer3", "layer4", "fc"]
 
 # %% tags=["remove-cell"]
-from IPython.display import Markdown, display
-from myst_nb import glue
-
-from classsel import figures, params, sections
+from classsel import book, figures, params, sections
 
 p = params.check("cka", globals())
 figures.setup()
@@ -68,7 +55,7 @@ figures.setup()
 # %% tags=["remove-cell"]
 r = sections.cka(p)
 r.save(p.out)
-glue("prov", Markdown(r.provenance()), display=False)
+book.glue_text("prov", r.provenance())
 matrices = r.tables["cka"]
 
 # %% [markdown]
@@ -78,7 +65,7 @@ matrices = r.tables["cka"]
 # its run, so re-executing this chapter does not recompute it.
 
 # %% tags=["hide-input"]
-figures.publish(figures.fig5(matrices, p.layers[0], p.layers[-2:]), p.out, "fig-03-cka")
+book.publish(figures.fig5(matrices, p.layers[0], p.layers[-2:]), p.out, "fig-03-cka")
 
 # %% [markdown]
 # ```{glue:figure} fig-03-cka
@@ -95,13 +82,13 @@ figures.publish(figures.fig5(matrices, p.layers[0], p.layers[-2:]), p.out, "fig-
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-03-cka")))
+book.show(r.claim("fig-03-cka"))
 
 # %% [markdown]
 # ## All pairs of layers (paper Fig. 10)
 
 # %% tags=["hide-input"]
-figures.publish(figures.fig10(matrices, p.layers), p.out, "fig-03-all")
+book.publish(figures.fig10(matrices, p.layers), p.out, "fig-03-all")
 
 # %% [markdown]
 # ```{glue:figure} fig-03-all
@@ -114,7 +101,7 @@ figures.publish(figures.fig10(matrices, p.layers), p.out, "fig-03-all")
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-03-all")))
+book.show(r.claim("fig-03-all"))
 
 # %% [markdown]
 # ## Explore

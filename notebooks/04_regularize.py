@@ -23,45 +23,33 @@
 # early and intermediate modules (4-6) are regularised, as in the paper.
 
 # %% tags=["remove-cell"]
-# On Colab, or wherever classsel is missing, install it from the book's repository.
-import importlib.util
-import subprocess
-import sys
-
-if importlib.util.find_spec("classsel") is None:
-    url = "https://github.com/classsel/classsel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", f"classsel @ git+{url}"],
-        check=True,
-    )
-    importlib.invalidate_caches()
+# On Colab, where classsel is missing, install it from the book's repository.
+import importlib.util, subprocess, sys  # noqa: E401
+url = "https://github.com/classsel/classsel"
+importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"classsel @ git+{url}"], check=True)  # noqa: E501
 
 # %% tags=["parameters", "hide-input"]
-import os
-
-preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke, mnist, cifar10, imagenet
-seeds = None  # None: the preset's default (mnist: 2, imagenet: 1), a count, or a list
+# Chapter 04's parameters: papermill -p NAME VALUE; a list also as text
+preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
+seeds = None  # None: the preset's (mnist: 2, imagenet: 1); a count, or a list of seeds
 epochs = None  # None: the preset's (imagenet: 20, as in the paper)
 data_root = None  # the dataset folder, for cifar10 and imagenet
-# configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
-overrides = None
+overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/04_regularize
 alpha = -20.0  # regulariser strength; negative suppresses selectivity
 # epochs from which to regularise; None: [0, 2] (imagenet: 0..5), within the epochs
 reg_starts = None
 reg_stop = None  # first epoch no longer regularised (None: to the end)
 modules = ["layer1", "layer2", "layer3"]  # the paper's modules 4-6
-# other strengths from epoch 0 (Figs. 11, 12); None: the preset's (mnist: [-5]); [] for none
+# other strengths from epoch 0 (Figs. 11, 12); None: the preset's (mnist: [-5]);
+# [] for none
 alphas = None
 # Fig. 15: also regularise epochs 0..recover_stop-1 only, then release;
 # None: the preset's (mnist: 2, imagenet: 4); 0: none
 recover_stop = None
 
 # %% tags=["remove-cell"]
-from IPython.display import Markdown, display
-from myst_nb import glue
-
-from classsel import figures, params, sections
+from classsel import book, figures, params, sections
 
 p = params.check("regularize", globals())
 figures.setup()
@@ -69,7 +57,7 @@ figures.setup()
 # %% tags=["remove-cell"]
 r = sections.regularize(p)
 r.save(p.out)
-glue("prov", Markdown(r.provenance()), display=False)
+book.glue_text("prov", r.provenance())
 metrics, sets = r.tables["metrics"], r.sets
 
 # %% [markdown]
@@ -80,7 +68,7 @@ metrics, sets = r.tables["metrics"], r.sets
 # reuses finished runs and resumes interrupted ones.
 
 # %% tags=["hide-input"]
-figures.publish(figures.fig6(metrics, sets["fig6"]), p.out, "fig-04-acc")
+book.publish(figures.fig6(metrics, sets["fig6"]), p.out, "fig-04-acc")
 
 # %% [markdown]
 # ```{glue:figure} fig-04-acc
@@ -98,13 +86,13 @@ figures.publish(figures.fig6(metrics, sets["fig6"]), p.out, "fig-04-acc")
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-04-acc")))
+book.show(r.claim("fig-04-acc"))
 
 # %% [markdown]
 # ## Starting at different epochs (paper Fig. 7)
 
 # %% tags=["hide-input"]
-figures.publish(figures.fig7(metrics, sets["starts"]), p.out, "fig-04-starts")
+book.publish(figures.fig7(metrics, sets["starts"]), p.out, "fig-04-starts")
 
 # %% [markdown]
 # ```{glue:figure} fig-04-starts
@@ -118,7 +106,7 @@ figures.publish(figures.fig7(metrics, sets["starts"]), p.out, "fig-04-starts")
 # ## Other strengths (paper Figs. 11 and 12)
 
 # %% tags=["hide-input"]
-figures.publish(figures.fig11(metrics, sets["strengths"]), p.out, "fig-04-alphas")
+book.publish(figures.fig11(metrics, sets["strengths"]), p.out, "fig-04-alphas")
 
 # %% [markdown]
 # ```{glue:figure} fig-04-alphas
@@ -130,10 +118,10 @@ figures.publish(figures.fig11(metrics, sets["strengths"]), p.out, "fig-04-alphas
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-04-alphas")))
+book.show(r.claim("fig-04-alphas"))
 
 # %% tags=["hide-input"]
-figures.publish(figures.fig12(metrics, sets["strengths"]), p.out, "fig-04-alphas-si")
+book.publish(figures.fig12(metrics, sets["strengths"]), p.out, "fig-04-alphas-si")
 
 # %% [markdown]
 # ```{glue:figure} fig-04-alphas-si
@@ -145,7 +133,7 @@ figures.publish(figures.fig12(metrics, sets["strengths"]), p.out, "fig-04-alphas
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-04-alphas-si")))
+book.show(r.claim("fig-04-alphas-si"))
 
 # %% [markdown]
 # ## Released after the first epochs (paper Fig. 15)
@@ -154,7 +142,7 @@ display(Markdown(r.claim("fig-04-alphas-si")))
 # the regulariser, against networks regularised throughout.
 
 # %% tags=["hide-input"]
-figures.publish(
+book.publish(
     figures.fig15(metrics, sets.get("recovery"), r.windows), p.out, "fig-04-recovery"
 )
 
@@ -169,7 +157,7 @@ figures.publish(
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-04-recovery")))
+book.show(r.claim("fig-04-recovery"))
 
 # %% [markdown]
 # ## Explore

@@ -27,30 +27,21 @@
 # without the regulariser.
 
 # %% tags=["remove-cell"]
-# On Colab, or wherever classsel is missing, install it from the book's repository.
-import importlib.util
-import subprocess
-import sys
-
-if importlib.util.find_spec("classsel") is None:
-    url = "https://github.com/classsel/classsel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", f"classsel @ git+{url}"],
-        check=True,
-    )
-    importlib.invalidate_caches()
+# On Colab, where classsel is missing, install it from the book's repository.
+import importlib.util, subprocess, sys  # noqa: E401
+url = "https://github.com/classsel/classsel"
+importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"classsel @ git+{url}"], check=True)  # noqa: E501
 
 # %% tags=["parameters", "hide-input"]
-import os
-
-preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke, mnist, cifar10, imagenet
-seeds = None  # None: the preset's default (mnist: 2, imagenet: 1), a count, or a list
+# Chapter 05's parameters: papermill -p NAME VALUE; a list also as text
+preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
+seeds = None  # None: the preset's (mnist: 2, imagenet: 1); a count, or a list of seeds
 epochs = None  # None: the preset's (imagenet: 20, as in the paper)
 data_root = None  # the dataset folder, for cifar10 and imagenet
-# configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
-overrides = None
+overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/05_promote
-# positive strengths; None: the preset's (mnist: [5.0], imagenet: [1.0, 5.0] as in Fig. 14)
+# positive strengths; None: the preset's (mnist: [5.0]; imagenet: [1.0, 5.0], as in
+# Fig. 14)
 alphas = None
 # [start, stop] epochs of regularisation; None: the preset's
 # (mnist: [[0, 2]], imagenet: [[0, 4], [0, 1]])
@@ -60,10 +51,7 @@ modules = ["layer1", "layer2", "layer3", "layer4"]  # Fig. 14: all modules
 strong_alpha = None
 
 # %% tags=["remove-cell"]
-from IPython.display import Markdown, display
-from myst_nb import glue
-
-from classsel import figures, params, sections
+from classsel import book, figures, params, sections
 
 p = params.check("promote", globals())
 figures.setup()
@@ -71,7 +59,7 @@ figures.setup()
 # %% tags=["remove-cell"]
 r = sections.promote(p)
 r.save(p.out)
-glue("prov", Markdown(r.provenance()), display=False)
+book.glue_text("prov", r.provenance())
 metrics, sets = r.tables["metrics"], r.sets
 
 # %% [markdown]
@@ -81,7 +69,7 @@ metrics, sets = r.tables["metrics"], r.sets
 # strength and schedule.
 
 # %% tags=["hide-input"]
-figures.publish(figures.fig14(metrics, r.windows, sets["small"]), p.out, "fig-05-small")
+book.publish(figures.fig14(metrics, r.windows, sets["small"]), p.out, "fig-05-small")
 
 # %% [markdown]
 # ```{glue:figure} fig-05-small
@@ -98,13 +86,13 @@ figures.publish(figures.fig14(metrics, r.windows, sets["small"]), p.out, "fig-05
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-05-small")))
+book.show(r.claim("fig-05-small"))
 
 # %% [markdown]
 # ## A large strength in modules 4-6 (paper Fig. 13)
 
 # %% tags=["hide-input"]
-figures.publish(
+book.publish(
     figures.fig13(metrics, r.windows, sets["strong"]), p.out, "fig-05-strong"
 )
 
@@ -118,7 +106,7 @@ figures.publish(
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-05-strong")))
+book.show(r.claim("fig-05-strong"))
 
 # %% [markdown]
 # ## Explore

@@ -25,28 +25,18 @@
 # effect is gone later.
 
 # %% tags=["remove-cell"]
-# On Colab, or wherever classsel is missing, install it from the book's repository.
-import importlib.util
-import subprocess
-import sys
-
-if importlib.util.find_spec("classsel") is None:
-    url = "https://github.com/classsel/classsel"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", f"classsel @ git+{url}"],
-        check=True,
-    )
-    importlib.invalidate_caches()
+# On Colab, where classsel is missing, install it from the book's repository.
+import importlib.util, subprocess, sys  # noqa: E401
+url = "https://github.com/classsel/classsel"
+importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"classsel @ git+{url}"], check=True)  # noqa: E501
 
 # %% tags=["parameters", "hide-input"]
-import os
-
-preset = os.environ.get("CLASSSEL_PRESET", "mnist")  # smoke, mnist, cifar10, imagenet
-seeds = None  # None: the preset's default (2, as in the paper), a count, or a list
+# Chapter 06's parameters: papermill -p NAME VALUE; a list also as text
+preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
+seeds = None  # None: the preset's (mnist: 2, imagenet: 2); a count, or a list of seeds
 epochs = None  # None: the preset's (imagenet: 20, as in the paper)
 data_root = None  # the dataset folder, for cifar10 and imagenet
-# configuration fields changed in every run, e.g. {"image_size": 128, "batch_size": 64}
-overrides = None
+overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/06_class_representation
 suppress_alpha = -20.0  # against selectivity, modules 4-6 from epoch 0 (chapter 04)
 promote_alpha = 5.0  # in favour of selectivity (chapter 05's first default)
@@ -56,10 +46,7 @@ promote_modules = ["layer1", "layer2", "layer3", "layer4"]  # notebook 05's defa
 early_until = 1.0  # "early": evaluation points after initialisation up to this epoch
 
 # %% tags=["remove-cell"]
-from IPython.display import Markdown, display
-from myst_nb import glue
-
-from classsel import figures, params, sections
+from classsel import book, figures, params, sections
 
 p = params.check("class_representation", globals())
 figures.setup()
@@ -67,7 +54,7 @@ figures.setup()
 # %% tags=["remove-cell"]
 r = sections.class_representation(p)
 r.save(p.out)
-glue("prov", Markdown(r.provenance()), display=False)
+book.glue_text("prov", r.provenance())
 metrics = r.tables["metrics"]
 
 # %% [markdown]
@@ -78,7 +65,7 @@ metrics = r.tables["metrics"]
 # the run store.
 
 # %% tags=["hide-input"]
-figures.publish(
+book.publish(
     figures.fig16(
         metrics,
         early_until=p.early_until,
@@ -105,7 +92,7 @@ figures.publish(
 
 
 # %% tags=["hide-input"]
-display(Markdown(r.claim("fig-06-top5")))
+book.show(r.claim("fig-06-top5"))
 
 # %% [markdown]
 # ## Explore
