@@ -120,8 +120,8 @@ def _pack(args) -> int:
     if args.action == "export":
         index = pack.export_pack(args.file, args.store, args.configs)
         size = sum(e["size"] for e in index["files"].values())
-        print(f"wrote {args.file}: {len(index['runs'])} runs, {len(index['files'])} files ({size} bytes before "
-              f"compression, {Path(args.file).stat().st_size} after)")
+        print(f"wrote {args.file}: {len(index['runs'])} runs, {len(index['files'])} files "
+              f"({size} bytes before compression, {Path(args.file).stat().st_size} after)")
     else:
         added, present = pack.import_pack(args.file, args.store)
         print(f"imported {len(added)} runs from {args.file}" + (f"; {len(present)} were already in the store"
@@ -163,7 +163,8 @@ def train_command(cfg, seed: int, out=None) -> str:
         words += ["--out", str(out)]
     command = shlex.join(words)
     if unsettable:
-        command += f" (with {', '.join(unsettable)}, which the command line cannot set: classsel.runs.ensure can)"
+        command += (f" (with {', '.join(unsettable)}, which the command line cannot set: "
+                    "use classsel.runs.ensure)")
     return command
 
 

@@ -79,8 +79,9 @@ def _run_members(files: RunFiles) -> tuple[list[Path], list[str]]:
     for table in sorted(files.derived_dir.glob("*.csv")) if files.derived_dir.is_dir() else []:
         checksum = table.with_name(table.name + ".sha256")
         if not checksum.is_file() or checksum.read_text().strip() != manifest.sha256(table):
-            raise ValueError(f"the cached analysis {table} does not match its checksum {checksum.name}: remove "
-                             "both (the notebook computes them again from the checkpoints), then export again")
+            raise ValueError(f"the cached analysis {table} does not match its checksum {checksum.name}: "
+                             "remove both (the notebook computes them again from the checkpoints), "
+                             "then export again")
         derived += [table, checksum]
     members = [files.root / rel for rel in kept] + [files.manifest, files.done] + derived
     return members, sorted(set(entries) - set(kept))
@@ -107,7 +108,8 @@ def contents(root: Path, configs=None) -> tuple[dict[str, Path], dict[str, list[
 def _member(name: str, size: int) -> tarfile.TarInfo:
     """A tar header that depends on nothing but the name and size (no times, owners or umask)."""
     info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = size, 0, 0o644, 0, 0, "", ""
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uid, info.gid, info.uname, info.gname = 0, 0, "", ""
     return info
 
 
@@ -174,13 +176,18 @@ class _Pack:
         try:
             index = json.loads(blob)
             files = index["files"]
+            shapes = [(files, dict), (index["runs"], list), (index["checkpoints_left_out"], dict)]
         except (ValueError, KeyError, TypeError) as e:
             raise self.damaged(f"has an unreadable index {INDEX} ({e})") from None
+        if not all(isinstance(value, kind) for value, kind in shapes):
+            raise self.damaged(f"has an index {INDEX} without the files, runs and checkpoints of format "
+                               f"{FORMAT}")
         if index.get("format") != FORMAT:
             raise self.damaged(f"has format {index.get('format')!r}; this version reads format {FORMAT}")
-        for run in index.get("runs", []):
+        for run in index["runs"]:
             if not RUN.match(str(run)) or f"{run}/DONE" not in files:
-                raise self.damaged(f"names the run {run!r}, which is not <config hash>/seed<S> with a DONE file")
+                raise self.damaged(f"names the run {run!r}, which is not <config hash>/seed<S> with a DONE "
+                                   "file")
         for member in files:
             _inside(self, root, member, index["runs"])
         yield index
@@ -232,7 +239,7 @@ def import_pack(file, store=None) -> tuple[list[str], list[str]]:
         if not folder.exists():
             continue
         own = [n for n in files if n.startswith(run + "/")]
-        differ = [n for n in own if not (root / n).is_file() or manifest.sha256(root / n) != files[n]["sha256"]]
+        differ = [n for n in own if not _same(root / n, files[n])]
         if differ:
             conflicts.append(f"run {run} exists in {root} with different content ({differ[0]} "
                              f"{'differs' if (root / differ[0]).exists() else 'is missing there'})")
@@ -240,8 +247,8 @@ def import_pack(file, store=None) -> tuple[list[str], list[str]]:
             present.append(run)
     for name in files:
         target = root / name
-        if "/".join(PurePosixPath(name).parts[:2]) not in runs and target.exists() and (
-                not target.is_file() or manifest.sha256(target) != files[name]["sha256"]):
+        in_run = "/".join(PurePosixPath(name).parts[:2]) in runs
+        if not in_run and target.exists() and not _same(target, files[name]):
             conflicts.append(f"{target} exists with different content")
     if conflicts:
         raise ValueError(f"cannot import {file}: {'; '.join(conflicts)}. Nothing was imported; remove what "
@@ -249,6 +256,12 @@ def import_pack(file, store=None) -> tuple[list[str], list[str]]:
     added = [r for r in runs if r not in present]
     _write(pack, root, index, added, present)
     return added, present
+
+
+def _same(path: Path, entry: dict) -> bool:
+    """Whether the file ``path`` is the pack's file of index entry ``entry``."""
+    return (path.is_file() and path.stat().st_size == entry["size"]
+            and manifest.sha256(path) == entry["sha256"])
 
 
 def _write(pack: _Pack, root: Path, index: dict, added: list[str], present: list[str]) -> None:
