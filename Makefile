@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
 UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
 
-.PHONY: setup lock test bench book browser clean-venv
+.PHONY: setup lock test bench book pack browser clean-venv
 
 setup: $(STAMP)
 
@@ -41,6 +41,14 @@ test: setup browser
 # CPU; cached in runs/ and _build/.jupyter_cache), then renders _build/html.
 book: setup
 	$(VENV)/bin/jupyter-book build book
+
+# The results pack of the run store (runs/, or $CLASSSEL_RUNS): every finished run's results without
+# checkpoints, and the notebooks' results, with checksums. `python -m classsel pack import FILE`
+# loads it into another store, where the book builds without training.
+PACK ?= _build/html/classsel-results.tar.gz
+pack: setup
+	mkdir -p $(dir $(PACK))
+	$(PY) -m classsel pack export $(PACK)
 
 # Headless Chromium for the book's reader test (Debian packages; needs root and apt).
 # Without it that test is skipped, saying why.

@@ -1,4 +1,5 @@
-"""Command line: ``python -m classsel train --preset NAME --seed S --out DIR ...``.
+"""Command line: ``python -m classsel train --preset NAME --seed S --out DIR ...``;
+``python -m classsel pack export FILE`` / ``pack import FILE`` (results packs, :mod:`classsel.pack`).
 
 Runs unchanged under ``torchrun --standalone --nproc_per_node K -m classsel train ...``.
 An error in what was asked (a bad value, a folder that cannot be written, a run that
@@ -64,7 +65,22 @@ def parser() -> argparse.ArgumentParser:
                    help="training input: pil (CPU workers, default) or tensor (JPEGs decoded on the GPU)")
     o.add_argument("--keep-checkpoints", help="all, last, or epochs to keep such as 0,1,2,5,10,90")
     o.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    _pack_parser(sub)
     return p
+
+
+def _pack_parser(sub) -> None:
+    k = sub.add_parser("pack", help="results packs: the files the notebooks read, without checkpoints")
+    actions = k.add_subparsers(dest="action", required=True)
+    e = actions.add_parser("export", help="write the finished runs of the store (and its results) to FILE")
+    e.add_argument("file", metavar="FILE", help="the pack to write (.tar.gz)")
+    e.add_argument("--config", nargs="+", metavar="HASH", dest="configs",
+                   help="only the runs of these configuration hashes (default: every finished run)")
+    i = actions.add_parser("import", help="check the pack FILE and load it into the store")
+    i.add_argument("file", metavar="FILE", help="a pack written by `pack export`")
+    for a in (e, i):
+        a.add_argument("--store", help="the run store (default: $CLASSSEL_RUNS or runs/)")
+        a.add_argument("--traceback", action="store_true", help="on an error, show the whole traceback")
 
 
 def main(argv=None) -> int:
@@ -72,7 +88,7 @@ def main(argv=None) -> int:
     from .train import RunLocked
 
     try:
-        return _train(args)
+        return _pack(args) if args.command == "pack" else _train(args)
     except (ValueError, OSError, FloatingPointError, RunLocked) as e:
         if args.traceback:
             raise
@@ -96,6 +112,60 @@ def _train(args) -> int:
         raise ValueError(f"--out {str(out)!r} is a file: expected a folder for the run")
     train(cfg, out, resume=args.resume)
     return 0
+
+
+def _pack(args) -> int:
+    from . import pack
+
+    if args.action == "export":
+        index = pack.export_pack(args.file, args.store, args.configs)
+        size = sum(e["size"] for e in index["files"].values())
+        print(f"wrote {args.file}: {len(index['runs'])} runs, {len(index['files'])} files "
+              f"({size} bytes before compression, {Path(args.file).stat().st_size} after)")
+    else:
+        added, present = pack.import_pack(args.file, args.store)
+        print(f"imported {len(added)} runs from {args.file}" + (f"; {len(present)} were already in the store"
+                                                                if present else ""))
+    return 0
+
+
+def train_command(cfg, seed: int, out=None) -> str:
+    """The command line that trains the run of ``cfg`` and ``seed`` (into ``out``): its preset and
+    every option in which the configuration differs from that preset (a field without an option is
+    named after the command)."""
+    import dataclasses
+    import shlex
+
+    from .config import Config, config_hash, identity
+
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = {a.dest: a.option_strings[0] for a in sub.choices["train"]._actions if a.option_strings}
+    preset = {**dataclasses.asdict(Config()), **PRESETS[cfg.preset]}
+    words, unsettable = ["python", "-m", "classsel", "train", "--preset", cfg.preset, "--seed", str(seed)], []
+    overrides, unset = {}, []
+    for name in sorted({*identity(cfg), "keep_checkpoints", "data_root"}):
+        value = getattr(cfg, name)
+        if value == preset[name]:
+            continue
+        if value is None:  # no option says None: usually what normalisation makes of the preset's value
+            unset.append(f"{name}=None")
+        elif name not in options:
+            unsettable.append(f"{name}={value!r}")
+        else:
+            overrides[name] = value
+            words += [options[name], *(map(str, value) if isinstance(value, tuple) else [str(value)])]
+    try:
+        same = config_hash(resolve(cfg.preset, **overrides)) == config_hash(cfg)
+    except ValueError:  # e.g. a data folder that is not here: cannot check
+        same = True
+    unsettable += [] if same else unset
+    if out is not None:
+        words += ["--out", str(out)]
+    command = shlex.join(words)
+    if unsettable:
+        command += (f" (with {', '.join(unsettable)}, which the command line cannot set: "
+                    "use classsel.runs.ensure)")
+    return command
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ A run's folder::
     derived/<name>.csv.sha256     with its checksum
     MANIFEST.json                 size and SHA-256 of every file, written when the run ends
     DONE                          the run finished
+    IMPORTED                      the run came from a results pack (classsel.pack): it has no checkpoints
     .lock                         held by the process training the run
 """
 
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STEP = re.compile(r"step(\d{8})\.")
+#: A run's folder name in the store: ``seed<S>``.
+SEED_FOLDER = re.compile(r"^seed(\d+)$")
 #: Temporary files of interrupted atomic writes: ``.<name>.tmp<pid>``.
 TEMPORARY = re.compile(r"^\..+\.tmp\d+$")
 
@@ -55,6 +58,7 @@ class RunFiles:
     done = property(lambda self: self.root / "DONE")
     manifest = property(lambda self: self.root / "MANIFEST.json")
     lock = property(lambda self: self.root / ".lock")
+    imported = property(lambda self: self.root / "IMPORTED")
     checkpoints_dir = property(lambda self: self.root / "checkpoints")
     si_dir = property(lambda self: self.root / "si")
     predictions_dir = property(lambda self: self.root / "predictions")
@@ -91,8 +95,9 @@ class RunFiles:
 
     def recorded(self) -> list[Path]:
         """The files the manifest records: everything the run wrote but the lock, the
-        manifest itself, DONE and derived analyses (which carry their own checksums)."""
-        skip = {self.lock, self.manifest, self.done}
+        manifest itself, DONE, the mark of an imported run and derived analyses (which carry
+        their own checksums)."""
+        skip = {self.lock, self.manifest, self.done, self.imported}
         return sorted(p for p in self.root.rglob("*") if p.is_file() and p not in skip
                       and self.derived_dir not in p.parents and not TEMPORARY.match(p.name))
 
@@ -102,6 +107,10 @@ class RunFiles:
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+    def without_checkpoints(self, entries: dict[str, dict]) -> dict[str, dict]:
+        """Manifest entries but the checkpoints: the files a results pack holds (classsel.pack)."""
+        return {rel: e for rel, e in entries.items() if (self.root / rel).parent != self.checkpoints_dir}
 
 
 def _steps(folder: Path, suffix: str) -> list[tuple[int, Path]]:

@@ -71,10 +71,24 @@ class Run:
     def checkpoint_steps(self) -> list[int]:
         return [s for s, _ in self.files.checkpoints()]
 
+    @property
+    def imported(self) -> bool:
+        """Whether the run came from a results pack (:mod:`classsel.pack`), which holds no checkpoints."""
+        return self.files.imported.exists()
+
     def model(self, step: int, device="cpu") -> torch.nn.Module:
         """The network as it was at evaluation point ``step``, in eval mode (its file checked
         against the manifest first)."""
         path = self.files.checkpoint(step)
+        if not path.exists() and self.imported:
+            from .__main__ import train_command
+
+            raise ValueError(
+                f"run {self.hash}/seed{self.seed} has no checkpoint at step {step} "
+                f"({self.files.relative(path)}), which this needs: the run was imported from a results pack, "
+                f"which holds no checkpoints. To get it, train the run: remove the folder {self.path}, then "
+                "execute the notebook again (the run store trains the missing run) or run "
+                f"`{train_command(self.config, self.seed, self.path)}`")
         if not path.exists():
             raise ValueError(f"no checkpoint at step {step} in {self.path}; available: {self.checkpoint_steps()}")
         manifest.check_file(self.files, path)
@@ -110,7 +124,14 @@ def ensure(config: Config, seeds, log=print) -> list[Run]:
 
 
 def _intact(run: Run) -> bool:
-    return run.files.manifest.exists() and not manifest.check(run.files, manifest.read(run.files), full=False)
+    return run.files.manifest.exists() and not manifest.check(run.files, _expected(run), full=False)
+
+
+def _expected(run: Run) -> dict[str, dict]:
+    """The manifest's entries the run must have: all of them, but the checkpoints of a run
+    imported from a results pack (which leaves them out)."""
+    entries = manifest.read(run.files)
+    return run.files.without_checkpoints(entries) if run.imported else entries
 
 
 def repair(run: Run, log=print) -> bool:
@@ -122,11 +143,12 @@ def repair(run: Run, log=print) -> bool:
         log(f"recording the manifest of {run.path}")
         manifest.write(files)
         return True
-    entries = manifest.read(files)
+    entries = _expected(run)
     problems = manifest.check(files, entries, full=False)
     if not problems:
         return True
-    log(f"run {run.path} is damaged: {'; '.join(map(str, problems))}")
+    origin = " (imported from a results pack: no checkpoints to mend it from)" if run.imported else ""
+    log(f"run {run.path} is damaged{origin}: {'; '.join(map(str, problems))}")
     mendable = all(p.path == files.metrics or p.path.parent in (files.si_dir, files.predictions_dir)
                    for p in problems)
     checkpoints = dict(files.checkpoints())
