@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     seeds = t.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=_integer, default=0, help="0 .. 2**63-1")
     seeds.add_argument("--seeds", type=_integer, nargs="+", metavar="S",
-                       help="train these seeds into the run store (finished ones reused, partial ones resumed)")
+                       help="train these seeds into the run store (finished runs reused, partial resumed)")
     t.add_argument("--jobs", type=_integer,
                    help="runs trained at once with --seeds (default: one per CPU core, or one per GPU)")
     t.add_argument("--out", help="run folder (default: the run store's folder for this configuration)")
@@ -104,7 +104,8 @@ def _train(args) -> int:
     if args.seeds:
         if args.out:
             raise ValueError(f"--out names one run's folder: expected one seed with it, not --seeds "
-                             f"{' '.join(map(str, args.seeds))} (leave out --out to train them into the run store)")
+                             f"{' '.join(map(str, args.seeds))} (leave out --out to train them into the "
+                             "run store)")
         seeds = [check_field("seed", s) for s in dict.fromkeys(args.seeds)]
         try:
             done = runs.ensure(cfg, seeds, jobs=args.jobs)
@@ -113,7 +114,8 @@ def _train(args) -> int:
                 raise
             print(f"error: {e}", file=sys.stderr)
             return 1
-        print(f"{len(done)} run{'s' * (len(done) > 1)} of configuration {config_hash(cfg)} in {done[0].path.parent}")
+        print(f"{len(done)} run{'s' * (len(done) > 1)} of configuration {config_hash(cfg)} "
+              f"in {done[0].path.parent}")
         return 0
     out = Path(args.out) if args.out else layout.run(config_hash(cfg), cfg.seed).root
     if out.exists() and not out.is_dir():

@@ -52,7 +52,8 @@ def threads_per_job(jobs: int) -> int:
 
 def gpus(todo: list[runs.Run]) -> int:
     """GPUs to spread the runs over: all visible ones when every run may use CUDA, else none."""
-    if not todo or not torch.cuda.is_available() or any(r.config.device not in ("auto", "cuda") for r in todo):
+    if not todo or not torch.cuda.is_available() or any(r.config.device not in ("auto", "cuda")
+                                                        for r in todo):
         return 0
     return torch.cuda.device_count()
 
@@ -161,7 +162,8 @@ def train_all(todo: list[runs.Run], jobs: int, log=print) -> None:
                 bar.total = sum(expected.values())
                 bar.refresh()
                 if process.exitcode != 0 or key not in finished:
-                    failures.append(RunFailure(run, errors.get(key) or _ended(process.exitcode), log_file(run)))
+                    error = errors.get(key) or _ended(process.exitcode)
+                    failures.append(RunFailure(run, error, log_file(run)))
     finally:
         for process, _, _ in active.values():  # interrupted (KeyboardInterrupt): stop them, resumable
             process.terminate()

@@ -95,7 +95,8 @@ def ensure(config: Config, seeds, log=print, jobs: int | None = None) -> list[Ru
     return ensure_all([(config, seeds)], jobs=jobs, log=log)[0]
 
 
-def ensure_all(requests: list[tuple[Config, list[int]]], jobs: int | None = None, log=print) -> list[list[Run]]:
+def ensure_all(requests: list[tuple[Config, list[int]]], jobs: int | None = None,
+               log=print) -> list[list[Run]]:
     """The runs of every ``(config, seeds)`` request, as :func:`ensure` gives them, with the missing
     runs of all requests trained in one pool of ``jobs`` processes (default: one per share of the
     CPU cores, or one per GPU; :mod:`classsel.parallel`). ``jobs=1``, or a single run to train:
@@ -103,7 +104,8 @@ def ensure_all(requests: list[tuple[Config, list[int]]], jobs: int | None = None
     :class:`classsel.parallel.RunsFailed` names every failed run, its seed, hash and log."""
     from . import parallel
 
-    wanted = [[Run(dataclasses.replace(config, seed=int(s)), int(s)) for s in seeds] for config, seeds in requests]
+    wanted = [[Run(dataclasses.replace(config, seed=int(s)), int(s)) for s in seeds]
+              for config, seeds in requests]
     todo = list({(r.hash, r.seed): r for rs in wanted for r in rs if not (r.done and _intact(r))}.values())
     jobs = parallel.check_jobs(jobs, todo)
     for run in {r.hash: r for rs in wanted for r in rs}.values():
