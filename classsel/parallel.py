@@ -1,14 +1,14 @@
 """Many runs at once: the missing runs of a request trained by a pool of processes.
 
-Each run is trained in a process of its own, started with ``spawn`` (so it works from a
-Jupyter kernel, and a crash loses only that run), at most ``jobs`` at a time. On a CPU
-each process gets its share of the cores (``torch.set_num_threads(cores // jobs)``); with
-GPUs each gets one device in turn. A process does for its run exactly what the run store
-does in-process (:func:`classsel.runs.ensure_run`: the run's lock, repair, resume), writes
-what it says to a log beside the run folder, and sends its steps to the request's one
-progress bar. It stops when the process that asked for it ends, leaving the run to be
-resumed. A run that fails does not stop the others; when they end, :class:`RunsFailed`
-names every failed run.
+``jobs`` training processes, started with ``spawn`` (so it works from a Jupyter kernel),
+each train runs one after another as they are handed out. On a CPU each gets its share of
+the cores (``torch.set_num_threads(cores // jobs)``); with GPUs each gets one device. For
+each run a process does exactly what the run store does in-process
+(:func:`classsel.runs.ensure_run`: the run's lock, repair, resume), writes what it prints
+to the run's log beside the run's folder, and sends its steps to the request's one
+progress bar. A run that fails (an error, or its process killed) does not stop the others;
+when they end, :class:`RunsFailed` names every failed run. The processes end when the one
+that started them does, leaving their runs to be resumed.
 """
 
 from __future__ import annotations
@@ -103,6 +103,15 @@ def steps_left(run: runs.Run) -> int:
     return max(0, run.config.epochs * (size // run.config.batch_size) - done)
 
 
+@dataclass
+class _Worker:
+    """A training process and the run it is on (None: waiting for one)."""
+
+    process: mp.Process
+    tasks: object  # the process's queue of runs; None tells it to end
+    run: runs.Run | None = None
+
+
 def train_all(todo: list[runs.Run], jobs: int, log=print) -> None:
     """Train (or resume, or repair) every run of ``todo`` with at most ``jobs`` processes at once;
     raise :class:`RunsFailed` after all ended if any failed."""
@@ -111,66 +120,78 @@ def train_all(todo: list[runs.Run], jobs: int, log=print) -> None:
     jobs = min(jobs, len(todo))
     ctx = mp.get_context("spawn")
     news = ctx.Queue()
-    waiting, active = deque(todo), {}
-    free = list(range(jobs))
+    waiting, workers, failures = deque(todo), {}, []
     expected = {(r.hash, r.seed): steps_left(r) for r in todo}
     counted = dict.fromkeys(expected, 0)
-    finished, errors, failures = set(), {}, []
     where = f"{devices} GPUs" if devices else f"{threads} CPU thread{'s' * (threads > 1)} each"
     log(f"training {len(todo)} runs, {jobs} at once ({where}); each one's log is beside its folder")
     bar = progress_bar(desc=f"train {len(todo)} runs", total=sum(expected.values()), unit="step",
                        enabled=any(r.config.progress for r in todo), dynamic_ncols=True)
 
+    def set_total(key, steps) -> None:
+        expected[key] = steps
+        bar.total = sum(expected.values())
+        bar.refresh()
+
+    def ended(slot: int, error: str | None) -> None:
+        run = workers[slot].run
+        workers[slot].run = None
+        set_total((run.hash, run.seed), counted[(run.hash, run.seed)])  # all it did, or none if only repaired
+        if error is not None:
+            failures.append(RunFailure(run, error, log_file(run)))
+
     def read(message) -> None:
-        kind, key, *rest = message
+        kind, slot, *rest = message
+        key = (workers[slot].run.hash, workers[slot].run.seed)
         if kind == "log":
             log(rest[0])
         elif kind == "total":
-            expected[key] = rest[0]
-            bar.total = sum(expected.values())
-            bar.refresh()
+            set_total(key, rest[0])
         elif kind == "steps":
             counted[key] += rest[0]
             bar.update(rest[0])
-        elif kind == "done":
-            finished.add(key)
-        elif kind == "failed":
-            errors[key] = rest[0]
+        else:  # "done" or "failed"
+            ended(slot, rest[0] if kind == "failed" else None)
+
+    def hand_out(slot: int) -> None:
+        if slot not in workers:
+            tasks = ctx.SimpleQueue()
+            process = ctx.Process(target=_work, args=(slot, threads, tasks, news),
+                                  name=f"classsel training {slot}")
+            workers[slot] = _Worker(process, tasks)
+            process.start()
+        run = waiting.popleft()
+        if devices:  # a GPU for each process
+            run = runs.Run(dataclasses.replace(run.config, device=f"cuda:{slot % devices}"), run.seed)
+        workers[slot].run = run
+        workers[slot].tasks.put(run)
 
     try:
-        while waiting or active:
-            while waiting and free:
-                run, slot = waiting.popleft(), free.pop(0)
-                if devices:
-                    run = runs.Run(dataclasses.replace(run.config, device=f"cuda:{slot % devices}"), run.seed)
-                process = ctx.Process(target=_train_one, args=(run, threads, log_file(run), news),
-                                      name=f"classsel {run.hash}/seed{run.seed}")
-                process.start()
-                active[(run.hash, run.seed)] = (process, run, slot)
+        while waiting or any(w.run for w in workers.values()):
+            for slot in range(jobs):
+                if waiting and (slot not in workers or workers[slot].run is None):
+                    hand_out(slot)
             try:
                 read(news.get(timeout=REPORT_EVERY))
             except queues.Empty:
                 pass
-            for key, (process, run, slot) in list(active.items()):
-                if process.exitcode is None:
-                    continue
-                _drain(news, read)  # what it sent before it ended
-                process.join()
-                del active[key]
-                free.append(slot)
-                expected[key] = counted[key]  # a failed run's steps, or none for a run only repaired
-                bar.total = sum(expected.values())
-                bar.refresh()
-                if process.exitcode != 0 or key not in finished:
-                    error = errors.get(key) or _ended(process.exitcode)
-                    failures.append(RunFailure(run, error, log_file(run)))
+            for slot, worker in list(workers.items()):
+                if worker.process.exitcode is not None:  # died (killed, out of memory): its run failed
+                    _drain(news, read)
+                    if worker.run is not None:
+                        ended(slot, _ended(worker.process.exitcode))
+                    del workers[slot]
+        for worker in workers.values():
+            worker.tasks.put(None)
+            worker.process.join()
+        workers.clear()
     finally:
-        for process, _, _ in active.values():  # interrupted (KeyboardInterrupt): stop them, resumable
-            process.terminate()
-        for process, _, _ in active.values():
-            process.join(timeout=30)
-            if process.exitcode is None:
-                process.kill()
+        for worker in workers.values():  # interrupted (KeyboardInterrupt): stop them; their runs resume
+            worker.process.terminate()
+        for worker in workers.values():
+            worker.process.join(timeout=30)
+            if worker.process.exitcode is None:
+                worker.process.kill()
         bar.close()
     if failures:
         raise RunsFailed(failures, len(todo))
@@ -190,16 +211,16 @@ def _ended(code: int | None) -> str:
     return f"its process ended with exit code {code}"
 
 
-# ----------------------------------------------------------------------------- in the training process
+# ----------------------------------------------------------------------------- in a training process
 
 
 class _Steps:
     """Stands in for the run's own progress bar in a training process: sends its steps to the
     request's bar, at most every REPORT_EVERY seconds."""
 
-    def __init__(self, news, key, total: int, initial: int = 0):
-        self.news, self.key, self.count, self.sent = news, key, 0, time.monotonic()
-        news.put(("total", key, total - initial))
+    def __init__(self, news, slot: int, total: int, initial: int = 0):
+        self.news, self.slot, self.count, self.sent = news, slot, 0, time.monotonic()
+        news.put(("total", slot, total - initial))
 
     def update(self, n: int = 1) -> None:
         self.count += n
@@ -208,7 +229,7 @@ class _Steps:
 
     def flush(self) -> None:
         if self.count:
-            self.news.put(("steps", self.key, self.count))
+            self.news.put(("steps", self.slot, self.count))
         self.count, self.sent = 0, time.monotonic()
 
     def set_postfix(self, **_) -> None:
@@ -218,34 +239,40 @@ class _Steps:
         self.flush()
 
 
-def _train_one(run: runs.Run, threads: int, log_path: Path, news) -> None:
-    """The body of a training process (spawned: it starts from a fresh interpreter)."""
+def _work(slot: int, threads: int, tasks, news) -> None:
+    """The body of a training process (spawned: a fresh interpreter): train the runs it is sent,
+    one at a time, until it is sent None."""
     from . import train as training
 
-    key = (run.hash, run.seed)
     _stop_with_parent()
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log_path, "a", buffering=1)
-    for fd in (1, 2):  # everything the process prints, torch's warnings included, goes to the log
-        os.dup2(out.fileno(), fd)
     torch.set_num_threads(threads)
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}, {threads} threads, "
-          f"device {run.config.device}: run {run.hash}/seed{run.seed} in {run.path}", flush=True)
+    # train() draws its bar from its module's progress_bar: here it reports to the parent instead
+    training.progress_bar = lambda desc="", total=None, initial=0, **_: _Steps(news, slot, total, initial)
+    saved = os.dup(1), os.dup(2)
 
     def log(message) -> None:
         print(message, flush=True)
-        news.put(("log", key, str(message)))
+        news.put(("log", slot, str(message)))
 
-    # train() draws its bar from its module's progress_bar: here it reports to the parent instead
-    training.progress_bar = lambda desc="", total=None, initial=0, **_: _Steps(news, key, total, initial)
-    try:
-        runs.ensure_run(run, log)
-    except BaseException as e:
-        traceback.print_exc()
-        news.put(("failed", key, f"{type(e).__name__}: {e}"))
-        sys.stdout.flush()
-        raise SystemExit(1) from None
-    news.put(("done", key))
+    while (run := tasks.get()) is not None:
+        path = log_file(run)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as out:
+            for fd in (1, 2):  # all the run's process prints, torch's warnings included, goes to its log
+                os.dup2(out.fileno(), fd)
+            print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}, {threads} threads, device "
+                  f"{run.config.device}: run {run.hash}/seed{run.seed} in {run.path}", flush=True)
+            try:
+                runs.ensure_run(run, log)
+                news.put(("done", slot))
+            except Exception as e:
+                traceback.print_exc()
+                news.put(("failed", slot, f"{type(e).__name__}: {e}"))
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                for fd, original in zip((1, 2), saved):
+                    os.dup2(original, fd)
 
 
 def _stop_with_parent() -> None:
