@@ -18,8 +18,9 @@ inference pass, CKA against torch-cka. Small on a CPU:
 
 Section ``runs`` (issue 12): runs per hour on the ``mnist`` preset, ``--runs`` (4) runs of
 ``--run-epochs`` (1) epochs trained one after the other in this process (``jobs=1``) against
-the same runs trained at once by the default pool (:mod:`classsel.parallel`), each side once,
-in a temporary run store of its own (goal >= 1.5x on 2 cores).
+the same runs trained at once by the default pool (:mod:`classsel.parallel`), the sides in
+turn ``--rounds`` (2) times, each time in a temporary run store of its own; the median of
+each side (goal >= 1.5x on 2 cores).
 """
 
 from __future__ import annotations
@@ -374,14 +375,16 @@ def bench_runs(device, args, repeats):
     cfg = resolve("mnist", epochs=args.run_epochs, device=device.type, progress=False)
     seeds = list(range(args.runs))
     jobs = parallel.check_jobs(args.jobs, [runs.Run(cfg, s) for s in seeds])
-    seconds = []
-    for side in (1, jobs):
-        with _temporary_store():
-            t0 = time.perf_counter()
-            runs.ensure(cfg, seeds, jobs=side, log=lambda *a: None)
-            seconds.append(time.perf_counter() - t0)
-    (one, many), per_hour = seconds, [args.runs * 3600 / t for t in seconds]
-    name = f"mnist runs/hour ({args.runs} runs x {args.run_epochs} epochs)"
+
+    def trainer(j: int):
+        def train():
+            with _temporary_store():
+                runs.ensure(cfg, seeds, jobs=j, log=lambda *a: None)
+        return train
+
+    one, many = alternate([trainer(1), trainer(jobs)], device, args.rounds, warmup=0)
+    per_hour = [args.runs * 3600 / t for t in (one, many)]
+    name = f"mnist runs/hour ({args.runs} runs x {args.run_epochs} epochs, {args.rounds} rounds)"
     threads = {"jobs=1": torch.get_num_threads(), f"jobs={jobs}": parallel.threads_per_job(jobs)}
     sides = "   ".join(f"{side} ({n} thread{'s' * (n > 1)} each) {rate:6.1f}"
                        for (side, n), rate in zip(threads.items(), per_hour))
@@ -422,8 +425,10 @@ def main(argv=None):
     r.add_argument("--runs", type=int, default=4, help="mnist runs trained by each side (default 4)")
     r.add_argument("--run-epochs", type=int, default=1, help="epochs of each run (default 1)")
     r.add_argument("--jobs", type=int, help="processes of the concurrent side (default: the pool's default)")
+    r.add_argument("--rounds", type=int, default=2, help="times each side is measured, in turn (default 2)")
     args = p.parse_args(argv)
-    checked = ("batch", "image_size", "classes", "batches", "pipeline_batches", "runs", "run_epochs", "jobs")
+    checked = ("batch", "image_size", "classes", "batches", "pipeline_batches", "runs", "run_epochs", "jobs",
+               "rounds")
     for name in checked:
         if name == "jobs" and args.jobs is None:
             continue
