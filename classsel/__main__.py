@@ -33,7 +33,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m classsel", description=__doc__.splitlines()[0])
     p.add_argument("--traceback", action="store_true", help="on an error, show the whole traceback")
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train one run, measuring SI at every evaluation point")
+    t = sub.add_parser("train", help="train a run, or several seeds (--seeds), measuring SI at every evaluation "
+                       "point")
     t.add_argument("--preset", default=default_preset(), choices=list(PRESETS),
                    help="named configuration (default: $CLASSSEL_PRESET or mnist)")
     seeds = t.add_mutually_exclusive_group()

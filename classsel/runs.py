@@ -5,6 +5,8 @@ finished run is used its files are checked against its manifest: a per-unit SI o
 prediction table that was removed or changed is measured again from its checkpoint,
 ``metrics.csv`` is written again from the final checkpoint, and a run whose
 checkpoints are damaged is set aside and trained again. Nothing partial is returned.
+The missing runs of a request, or of many (:func:`ensure_all`), are trained several at once
+(:mod:`classsel.parallel`).
 """
 
 from __future__ import annotations
