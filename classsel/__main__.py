@@ -34,10 +34,16 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m classsel", description=__doc__.splitlines()[0])
     p.add_argument("--traceback", action="store_true", help="on an error, show the whole traceback")
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train one run, measuring SI at every evaluation point")
+    t = sub.add_parser("train", help="train a run, or several seeds (--seeds), measuring SI at every evaluation "
+                       "point")
     t.add_argument("--preset", default=default_preset(), choices=list(PRESETS),
                    help="named configuration (default: $CLASSSEL_PRESET or mnist)")
-    t.add_argument("--seed", type=_integer, default=0, help="0 .. 2**63-1")
+    seeds = t.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=_integer, default=0, help="0 .. 2**63-1")
+    seeds.add_argument("--seeds", type=_integer, nargs="+", metavar="S",
+                       help="train these seeds into the run store (finished runs reused, partial resumed)")
+    t.add_argument("--jobs", type=_integer,
+                   help="runs trained at once with --seeds (default: one per CPU core, or one per GPU)")
     t.add_argument("--out", help="run folder (default: the run store's folder for this configuration)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its newest valid checkpoint")
     t.add_argument("--traceback", action="store_true", help="on an error, show the whole traceback")
@@ -97,16 +103,37 @@ def main(argv=None) -> int:
 
 
 def _train(args) -> int:
-    from . import layout
-    from .config import config_hash
+    from . import layout, runs
+    from .config import check_field, config_hash
+    from .parallel import RunsFailed, check_jobs
     from .train import train
 
-    skip = ("command", "preset", "out", "resume", "traceback")
+    if args.seeds and len(args.seeds) == 1 and args.out:
+        args.seed, args.seeds = args.seeds[0], None  # one run into --out
+    skip = ("command", "preset", "out", "resume", "traceback", "seeds", "jobs")
     overrides = {k: v for k, v in vars(args).items() if v is not None and k not in skip}
     for k in ("reg_modules", "eval_steps"):
         if k in overrides:
             overrides[k] = tuple(overrides[k])
     cfg = resolve(args.preset, **overrides)
+    if args.jobs is not None:
+        check_jobs(args.jobs, [], label="--jobs")
+    if args.seeds:
+        if args.out:
+            raise ValueError(f"--out names one run's folder: expected one seed with it, not --seeds "
+                             f"{' '.join(map(str, args.seeds))} (leave out --out to train them into the "
+                             "run store)")
+        seeds = [check_field("seed", s) for s in dict.fromkeys(args.seeds)]
+        try:
+            done = runs.ensure(cfg, seeds, jobs=args.jobs)
+        except RunsFailed as e:
+            if args.traceback:
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"{len(done)} run{'s' * (len(done) > 1)} of configuration {config_hash(cfg)} "
+              f"in {done[0].path.parent}")
+        return 0
     out = Path(args.out) if args.out else layout.run(config_hash(cfg), cfg.seed).root
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file: expected a folder for the run")

@@ -15,6 +15,12 @@ bf16/channels_last with ``torch.compile``; the regularised step against the plai
 (<= 1.10x), SI measurement (<= 1.05x) and all-pairs CKA (<= 1.25x) against one plain
 inference pass, CKA against torch-cka. Small on a CPU:
 ``python -m classsel.bench --device cpu --only imagenet --image-size 64 --batch 8 --classes 10``.
+
+Section ``runs`` (issue 12): runs per hour on the ``mnist`` preset, ``--runs`` (4) runs of
+``--run-epochs`` (1) epochs trained one after the other in this process (``jobs=1``) against
+the same runs trained at once by the default pool (:mod:`classsel.parallel`), the sides in
+turn ``--rounds`` (2) times, each time in a temporary run store of its own; the median of
+each side (goal >= 1.5x on 2 cores).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from . import ablation, ablation_reference, cka
-from .config import MODULES, REGULARIZED
+from . import ablation, ablation_reference, cka, parallel, runs
+from .config import MODULES, REGULARIZED, resolve
 from .models import build
 from .regularizer import SelectivityRegularizer
 from .selectivity import measure
@@ -347,8 +355,48 @@ def bench_pipeline(device, args, repeats):
     return rows
 
 
+@contextlib.contextmanager
+def _temporary_store():
+    """A run store of its own for one side (its training processes inherit it), removed afterwards."""
+    before = os.environ.get("CLASSSEL_RUNS")
+    with tempfile.TemporaryDirectory(prefix="classsel-bench-") as store:
+        os.environ["CLASSSEL_RUNS"] = store
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ["CLASSSEL_RUNS"]
+            else:
+                os.environ["CLASSSEL_RUNS"] = before
+
+
+def bench_runs(device, args, repeats):
+    """Runs per hour on the mnist preset: one at a time here against the concurrent pool."""
+    cfg = resolve("mnist", epochs=args.run_epochs, device=device.type, progress=False)
+    seeds = list(range(args.runs))
+    jobs = parallel.check_jobs(args.jobs, [runs.Run(cfg, s) for s in seeds])
+
+    def trainer(j: int):
+        def train():
+            with _temporary_store():
+                runs.ensure(cfg, seeds, jobs=j, log=lambda *a: None)
+        return train
+
+    one, many = alternate([trainer(1), trainer(jobs)], device, args.rounds, warmup=0)
+    per_hour = [args.runs * 3600 / t for t in (one, many)]
+    name = f"mnist runs/hour ({args.runs} runs x {args.run_epochs} epochs, {args.rounds} rounds)"
+    threads = {"jobs=1": torch.get_num_threads(), f"jobs={jobs}": parallel.threads_per_job(jobs)}
+    sides = "   ".join(f"{side} ({n} thread{'s' * (n > 1)} each) {rate:6.1f}"
+                       for (side, n), rate in zip(threads.items(), per_hour))
+    print(f"{name:<44} {sides}   ratio {one / many:5.2f}x   goal >= 1.5x", flush=True)
+    return [{"benchmark": name, "ratio": one / many, "a_ms": one / args.runs * 1e3,
+             "b_ms": many / args.runs * 1e3, "goal": ">= 1.5x"}]
+
+
 SECTIONS = {"measure": bench_measure, "regularizer": bench_regularizer, "cka": bench_cka, "ablation": bench_ablation}
 GPU_SECTIONS = {"imagenet": bench_imagenet, "pipeline": bench_pipeline}
+#: Sections that train whole runs (minutes), run only when asked for with --only.
+RUN_SECTIONS = {"runs": bench_runs}
 
 
 def main(argv=None):
@@ -356,8 +404,9 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--quick", action="store_true", help="smaller inputs and fewer repeats")
     p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--only", nargs="*", choices=[*SECTIONS, *GPU_SECTIONS],
-                   help=f"sections to run (default: {', '.join(SECTIONS)}, and on CUDA also {', '.join(GPU_SECTIONS)})")
+    p.add_argument("--only", nargs="*", choices=[*SECTIONS, *GPU_SECTIONS, *RUN_SECTIONS],
+                   help=f"sections to run (default: {', '.join(SECTIONS)}, and on CUDA also "
+                        f"{', '.join(GPU_SECTIONS)}; {', '.join(RUN_SECTIONS)} only when named)")
     i = p.add_argument_group("imagenet section")
     i.add_argument("--batch", type=int, default=256, help="training batch (default 256)")
     i.add_argument("--image-size", type=int, default=224)
@@ -372,8 +421,17 @@ def main(argv=None):
                    help="only write a generated tree (train and val) to DIR, e.g. for an end-to-end run, and exit")
     q.add_argument("--tree-classes", type=int, default=10)
     q.add_argument("--tree-per-class", type=int, default=50)
+    r = p.add_argument_group("runs section")
+    r.add_argument("--runs", type=int, default=4, help="mnist runs trained by each side (default 4)")
+    r.add_argument("--run-epochs", type=int, default=1, help="epochs of each run (default 1)")
+    r.add_argument("--jobs", type=int, help="processes of the concurrent side (default: the pool's default)")
+    r.add_argument("--rounds", type=int, default=2, help="times each side is measured, in turn (default 2)")
     args = p.parse_args(argv)
-    for name in ("batch", "image_size", "classes", "batches", "pipeline_batches"):
+    checked = ("batch", "image_size", "classes", "batches", "pipeline_batches", "runs", "run_epochs", "jobs",
+               "rounds")
+    for name in checked:
+        if name == "jobs" and args.jobs is None:
+            continue
         if getattr(args, name) < 1 or (name == "classes" and args.classes < 2):
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)} is not valid: expected an integer >= "
                     f"{2 if name == 'classes' else 1}")
@@ -390,6 +448,8 @@ def main(argv=None):
     for section in sections:
         if section in SECTIONS:
             rows += SECTIONS[section](device, args.quick, repeats)
+        elif section in RUN_SECTIONS:
+            rows += RUN_SECTIONS[section](device, args, repeats)
         else:
             rows += GPU_SECTIONS[section](device, args, repeats)
     return rows

@@ -36,15 +36,31 @@ class Setting:
                                        **fields})
 
 
-def baseline(setting: Setting, seeds) -> list[runs.Run]:
+def baseline(setting: Setting, seeds, jobs: int | None = None) -> list[runs.Run]:
     """The unregularised runs; every section that needs a baseline shares them."""
-    return runs.ensure(setting.config(), seeds)
+    return runs.ensure(setting.config(), seeds, jobs=jobs)
 
 
 def regularized(setting: Setting, seeds, alpha: float, start: int = 0, stop=None,
-                modules=REGULARIZED) -> list[runs.Run]:
+                modules=REGULARIZED, jobs: int | None = None) -> list[runs.Run]:
     cfg = setting.config(alpha=alpha, reg_start=start, reg_stop=stop, reg_modules=tuple(modules))
-    return runs.ensure(cfg, seeds)
+    return runs.ensure(cfg, seeds, jobs=jobs)
+
+
+def conditions(setting: Setting, seeds, fields: dict[str, dict],
+               jobs: int | None = None) -> dict[str, list[runs.Run]]:
+    """The runs of many conditions at once, their missing runs trained in one pool of ``jobs``
+    processes: ``fields`` maps each condition's name to its configuration fields (``{}`` for the
+    baseline; e.g. ``dict(alpha=-20.0, reg_start=0, reg_stop=None)``); ``seeds`` is one list for
+    every condition or a dict of lists by name."""
+    if isinstance(seeds, dict):
+        missing = sorted(set(fields) - set(seeds))
+        if missing:
+            raise ValueError(f"seeds has no entry for the condition(s) {missing}: expected a list of seeds "
+                             f"for each of {list(fields)}, or one list for all")
+    requests = [(setting.config(**f), seeds[name] if isinstance(seeds, dict) else seeds)
+                for name, f in fields.items()]
+    return dict(zip(fields, runs.ensure_all(requests, jobs=jobs)))
 
 
 def conditions(setting: Setting, seeds, asks: dict[str, dict]) -> dict[str, list[runs.Run]]:

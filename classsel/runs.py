@@ -5,6 +5,8 @@ finished run is used its files are checked against its manifest: a per-unit SI o
 prediction table that was removed or changed is measured again from its checkpoint,
 ``metrics.csv`` is written again from the final checkpoint, and a run whose
 checkpoints are damaged is set aside and trained again. Nothing partial is returned.
+The missing runs of a request, or of many (:func:`ensure_all`), are trained several at once
+(:mod:`classsel.parallel`).
 """
 
 from __future__ import annotations
@@ -102,25 +104,48 @@ def _model(cfg: Config, weights: dict) -> torch.nn.Module:
     return model
 
 
-def ensure(config: Config, seeds, log=print) -> list[Run]:
+def ensure(config: Config, seeds, log=print, jobs: int | None = None) -> list[Run]:
     """The runs of ``config`` for ``seeds``: finished ones checked and reused (repaired where
-    damaged), partial ones resumed, missing ones trained. A run another process is training
-    is waited for, then reused."""
-    runs = []
-    for seed in seeds:
-        run = Run(dataclasses.replace(config, seed=int(seed)), int(seed))
-        files = run.files
-        if not (run.done and _intact(run)):
-            with run_lock(files.root, wait=True, log=log):
-                if not (run.done and repair(run, log)):
-                    partial = bool(files.checkpoints())
-                    log(f"{'resuming' if partial else 'training'} run {run.hash}/seed{seed} in {run.path}")
-                    train(run.config, files.root, resume=partial, log=log, lock=False)
+    damaged), partial ones resumed, missing ones trained, ``jobs`` at once (see :func:`ensure_all`).
+    A run another process is training is waited for, then reused."""
+    return ensure_all([(config, seeds)], jobs=jobs, log=log)[0]
+
+
+def ensure_all(requests: list[tuple[Config, list[int]]], jobs: int | None = None,
+               log=print) -> list[list[Run]]:
+    """The runs of every ``(config, seeds)`` request, as :func:`ensure` gives them, with the missing
+    runs of all requests trained in one pool of ``jobs`` processes (default: one per share of the
+    CPU cores, or one per GPU; :mod:`classsel.parallel`). ``jobs=1``, or a single run to train:
+    trained here, one after the other. A failed run does not stop the others; once they end,
+    :class:`classsel.parallel.RunsFailed` names every failed run, its seed, hash and log."""
+    from . import parallel
+
+    wanted = [[Run(dataclasses.replace(config, seed=int(s)), int(s)) for s in seeds]
+              for config, seeds in requests]
+    todo = list({(r.hash, r.seed): r for rs in wanted for r in rs if not (r.done and _intact(r))}.values())
+    jobs = parallel.check_jobs(jobs, todo)
+    for run in {r.hash: r for rs in wanted for r in rs}.values():
         shared = layout.configuration(run.hash)
         if not shared.exists():
+            shared.parent.mkdir(parents=True, exist_ok=True)
             ckpt.atomic_write(shared, json.dumps(identity(run.config), indent=2, default=str).encode())
-        runs.append(run)
-    return runs
+    if jobs == 1 or len(todo) <= 1:
+        for run in todo:
+            ensure_run(run, log)
+    else:
+        parallel.train_all(todo, jobs, log)
+    return wanted
+
+
+def ensure_run(run: Run, log=print) -> None:
+    """Make ``run`` finished and intact, under its lock (waiting for another process that holds
+    it): repaired from its checkpoints where it can be, else resumed or trained."""
+    files = run.files
+    with run_lock(files.root, wait=True, log=log):
+        if not (run.done and repair(run, log)):
+            partial = bool(files.checkpoints())
+            log(f"{'resuming' if partial else 'training'} run {run.hash}/seed{run.seed} in {run.path}")
+            train(run.config, files.root, resume=partial, log=log, lock=False)
 
 
 def _intact(run: Run) -> bool:

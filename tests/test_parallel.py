@@ -1,0 +1,163 @@
+"""Many runs at once: the same results as one after the other, a failed run named without
+losing the others, a killed request resumed."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from classsel import experiments as ex
+from classsel import parallel, runs
+from classsel.config import config_hash, resolve
+from classsel.layout import RunFiles
+
+CLI = [sys.executable, "-m", "classsel", "train"]
+QUIET = dict(progress=False)
+
+
+def use_store(monkeypatch, folder):
+    monkeypatch.setenv("CLASSSEL_RUNS", str(folder))  # inherited by the training processes
+    return folder
+
+
+def one_after_the_other(cfg, seeds, jobs: int) -> list[Path]:
+    """The folders of the runs trained here, in turn, with the torch threads each of ``jobs``
+    processes gets."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(parallel.threads_per_job(jobs))
+    try:
+        return [r.path for r in runs.ensure(cfg, seeds, jobs=1, log=lambda *a: None)]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def assert_same_results(a: Path, b: Path):
+    """The runs in folders ``a`` and ``b``: metrics (but the timings), and every SI and prediction
+    table, equal to the last bit."""
+    a, b = RunFiles(a), RunFiles(b)
+    ma, mb = (pd.read_csv(f.metrics, float_precision="round_trip") for f in (a, b))
+    cols = [c for c in ma.columns if not c.endswith("_seconds")]
+    pd.testing.assert_frame_equal(ma[cols], mb[cols], check_exact=True)
+    assert a.si_steps() == b.si_steps() == ma.step.tolist() and a.prediction_steps() == b.prediction_steps()
+    for step in a.si_steps():
+        assert a.si(step).read_bytes() == b.si(step).read_bytes(), step
+        assert a.predictions(step).read_bytes() == b.predictions(step).read_bytes(), step
+
+
+def pid_of(log_path) -> int:
+    return int(re.search(r"pid (\d+)", log_path.read_text()).group(1))
+
+
+def test_two_runs_at_once_give_what_one_after_the_other_gives(tmp_path, monkeypatch):
+    cfg = resolve("smoke", epochs=2, **QUIET)
+    use_store(monkeypatch, tmp_path / "together")
+    log = []
+    together = runs.ensure(cfg, [0, 1], jobs=2, log=log.append)
+    assert all(r.done for r in together) and sum("training run" in m for m in log) == 2, log
+    pids = {pid_of(parallel.log_file(r)) for r in together}
+    assert len(pids) == 2 and os.getpid() not in pids  # each in a process of its own
+
+    log.clear()
+    assert runs.ensure(cfg, [0, 1], jobs=2, log=log.append) == together and log == []  # reused, not retrained
+
+    use_store(monkeypatch, tmp_path / "apart")
+    for a, b in zip([tmp_path / "together" / r.hash / f"seed{r.seed}" for r in together],
+                    one_after_the_other(cfg, [0, 1], jobs=2)):
+        assert a != b
+        assert_same_results(a, b)
+
+
+def test_a_failed_run_is_named_and_the_others_finish(tmp_path, monkeypatch):
+    use_store(monkeypatch, tmp_path / "store")
+    empty = tmp_path / "no-tree"  # a folder, so the configuration resolves, but no ImageFolder tree in it
+    empty.mkdir()
+    setting = ex.Setting("smoke", epochs=1, overrides=QUIET)
+    fields = {"unregularised": {}, "suppressed": dict(alpha=-1.0),
+              "no data": dict(dataset="imagefolder", data_root=str(empty))}
+    with pytest.raises(parallel.RunsFailed) as caught:
+        ex.conditions(setting, {"unregularised": [0, 1], "suppressed": [0], "no data": [3]}, fields, jobs=2)
+    (failure,) = caught.value.failures
+    bad = setting.config(**fields["no data"])
+    assert (failure.run.hash, failure.run.seed) == (config_hash(bad), 3)
+    assert f"run {config_hash(bad)}/seed3 (FileNotFoundError: no 'train' or 'val' folder" in str(caught.value)
+    assert str(failure.log) in str(caught.value) and "Traceback" in failure.log.read_text()
+    assert str(caught.value).startswith("1 of 4 runs failed")
+
+    # the others finished, and a new request reuses them
+    log = []
+    again = runs.ensure_all([(setting.config(), [0, 1]), (setting.config(alpha=-1.0), [0])], log=log.append)
+    assert [[r.done for r in rs] for rs in again] == [[True, True], [True]] and log == []
+    with pytest.raises(ValueError, match=r"seeds has no entry for the condition\(s\) \['no data'\]"):
+        ex.conditions(setting, {"unregularised": [0]}, {"unregularised": {}, "no data": {}})
+    for jobs in (0, 1.5, True):
+        with pytest.raises(ValueError, match=rf"jobs={jobs!r} is not valid: expected an integer >= 1"):
+            runs.ensure(setting.config(), [0], jobs=jobs)
+
+
+def test_a_killed_request_resumes_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    cfg = resolve("smoke", epochs=2, per_class=60, **QUIET)  # 40 steps a run
+    store = use_store(monkeypatch, tmp_path / "killed")
+    code = ("import classsel.runs as r, classsel.config as c; "
+            "r.ensure(c.resolve('smoke', epochs=2, per_class=60, progress=False), [0, 1], jobs=2)")
+    request = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wanted = [runs.Run(resolve("smoke", epochs=2, per_class=60, seed=s, **QUIET), s) for s in (0, 1)]
+    deadline = time.time() + 180
+    while time.time() < deadline and not all(any(s > 0 for s in r.checkpoint_steps()) for r in wanted):
+        time.sleep(0.02)
+    os.killpg(request.pid, signal.SIGKILL)  # the request and its training processes, mid-training
+    request.wait()
+    assert not any(r.done for r in wanted) and all(r.checkpoint_steps() for r in wanted)
+
+    log = []
+    resumed = runs.ensure(cfg, [0, 1], jobs=2, log=log.append)
+    assert sorted(m.split()[2] for m in log if m.startswith("resuming run")) == [
+        f"{config_hash(cfg)}/seed0", f"{config_hash(cfg)}/seed1"], log
+    folders = [r.path for r in resumed]
+    assert folders[0].parent.parent == store
+
+    use_store(monkeypatch, tmp_path / "uninterrupted")
+    for a, b in zip(folders, one_after_the_other(cfg, [0, 1], jobs=2)):
+        assert_same_results(a, b)
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def one_line_error(r, message):
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert "Traceback" not in r.stderr and len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert message in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--seeds", "0", "1", "--jobs", "0"], "--jobs=0 is not valid: expected an integer >= 1"),
+    (["--seeds", "0", "1", "--out", "run"], "--out names one run's folder: expected one seed with it"),
+    (["--seeds", "0", "-1"], "seed=-1 is not valid"),
+])
+def test_bad_seeds_and_jobs_are_one_line_errors(args, message, tmp_path):
+    one_line_error(subprocess.run([*CLI, "--preset", "smoke", *args], capture_output=True, text=True,
+                                  cwd=tmp_path, env={**os.environ, "CLASSSEL_RUNS": str(tmp_path / "store")}),
+                   message)
+    assert not (tmp_path / "store").exists() and not (tmp_path / "run").exists()
+
+
+def test_the_command_line_trains_several_seeds_at_once(tmp_path):
+    env = {**os.environ, "CLASSSEL_RUNS": str(tmp_path / "store")}
+    r = subprocess.run([*CLI, "--preset", "smoke", "--epochs", "1", "--no-progress", "--seeds", "0", "1",
+                        "--jobs", "2"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    cfg = resolve("smoke", epochs=1)
+    folder = tmp_path / "store" / config_hash(cfg)
+    assert f"2 runs of configuration {config_hash(cfg)} in {folder}" in r.stdout
+    assert (folder / "seed0" / "DONE").exists() and (folder / "seed1" / "DONE").exists()
+    assert (folder / "seed0.log").exists() and "training 2 runs, 2 at once" in r.stdout
