@@ -63,11 +63,6 @@ def conditions(setting: Setting, seeds, fields: dict[str, dict],
     return dict(zip(fields, runs.ensure_all(requests, jobs=jobs)))
 
 
-def conditions(setting: Setting, seeds, asks: dict[str, dict]) -> dict[str, list[runs.Run]]:
-    """The runs of every named condition: ``{name: configuration fields}`` applied to ``setting``."""
-    return {name: runs.ensure(setting.config(**fields), seeds) for name, fields in asks.items()}
-
-
 def provenance(all_runs: list[runs.Run]) -> str:
     """One line for a caption: preset, seeds, epochs and configuration hashes."""
     cfgs = {r.hash: r.config for r in all_runs}

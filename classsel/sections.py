@@ -134,7 +134,7 @@ def regularize(p) -> Section:
     if p.recover_stop is not None:
         asks[against(p.alpha, 0, p.recover_stop)] = dict(alpha=p.alpha, reg_stop=p.recover_stop,
                                                          reg_modules=p.modules)
-    groups = {BASELINE: experiments.baseline(p.setting, p.seeds)} | experiments.conditions(p.setting, p.seeds, asks)
+    groups = experiments.conditions(p.setting, p.seeds, {BASELINE: {}, **asks})
     metrics = _metrics(groups)
     starts = [against(p.alpha, s, p.reg_stop) for s in p.reg_starts]
     found = []
@@ -168,8 +168,7 @@ def promote(p) -> Section:
         name = favour(p.strong_alpha, start, stop, REGULARIZED)
         strong[name] = dict(alpha=p.strong_alpha, reg_start=start, reg_stop=stop, reg_modules=REGULARIZED)
         windows[name] = (start, p.epochs if stop is None else stop)
-    groups = {BASELINE: experiments.baseline(p.setting, p.seeds)}
-    groups |= experiments.conditions(p.setting, p.seeds, asks | strong)
+    groups = experiments.conditions(p.setting, p.seeds, {BASELINE: {}, **asks, **strong})
     metrics = _metrics(groups)
     small = {k: windows[k] for k in asks}
     found = [claims.promotion(metrics, small, modules=p.modules, figure="Fig. 14", target="fig-05-small")]
@@ -183,8 +182,8 @@ def promote(p) -> Section:
 def class_representation(p) -> Section:
     """Section 4.7 and A.5.4 (Fig. 16): how many of the predictions fall in the five most
     predicted classes, with and without the regulariser."""
-    groups = {BASELINE: experiments.baseline(p.setting, p.seeds)}
-    groups |= experiments.conditions(p.setting, p.seeds, {
+    groups = experiments.conditions(p.setting, p.seeds, {
+        BASELINE: {},
         against(p.suppress_alpha): dict(alpha=p.suppress_alpha, reg_modules=REGULARIZED),
         favour(p.promote_alpha, p.promote_start, p.promote_stop, p.promote_modules): dict(
             alpha=p.promote_alpha, reg_start=p.promote_start, reg_stop=p.promote_stop,
