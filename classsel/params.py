@@ -139,6 +139,7 @@ def overrides(value) -> dict:
 def setting(preset, epochs, data_root, overrides_) -> Setting:
     preset = C.check_field("preset", preset, "parameter preset")
     epochs = C.default_epochs(preset, "default") if epochs is None else epochs
+    data_root = C.check_field("data_root", data_root, "parameter data_root")
     fields = overrides(overrides_)
     dataset = fields.get("dataset", C.PRESETS[preset].get("dataset", C.Config.dataset))
     if dataset != "mnist5k" and (data_root is None or not os.path.isdir(str(data_root))):

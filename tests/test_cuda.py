@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from classsel import checkpoint as ckpt
-from classsel.ablation import ablation_curve, ablation_curve_naive
+from classsel.ablation import ablation_curve
+from classsel.ablation_reference import ablation_curve_naive
 from classsel.cka import cka_matrix
 from classsel.models import MODULES, bottlenecks, build
 from classsel.regularizer import SelectivityRegularizer
