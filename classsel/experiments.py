@@ -1,39 +1,21 @@
 """The runs each paper section needs, and analyses measured over them (ablation and CKA
-over checkpoints, cached in the run store); effect sizes with bootstrap confidence
-intervals.
-"""
+over checkpoints, cached in the run store). Statistics are in :mod:`classsel.stats`."""
 
 from __future__ import annotations
 
 import io
-import math
-from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from . import ablation, cka, data, runs
 from .checkpoint import atomic_write
-from .config import CKA_LAYERS, MODULES, PAPER_NUMBER, REGULARIZED, Config, keep_epochs, resolve
+from .config import CKA_LAYERS, MODULES, REGULARIZED, keep_epochs
 from .manifest import sha256
+from .params import Setting
 from .progress import progress_bar
 
 
 # ----------------------------------------------------------------------------- runs
-
-
-@dataclass(frozen=True)
-class Setting:
-    """What all runs of a notebook share: the preset, epochs, data folder and overrides."""
-
-    preset: str
-    epochs: int
-    data_root: str | None = None
-    overrides: dict = field(default_factory=dict, hash=False)
-
-    def config(self, **fields) -> Config:
-        return resolve(self.preset, **{**self.overrides, "epochs": self.epochs, "data_root": self.data_root,
-                                       **fields})
 
 
 def baseline(setting: Setting, seeds, jobs: int | None = None) -> list[runs.Run]:
@@ -153,47 +135,3 @@ def cka_over_training(all_runs, epochs=None, layers=CKA_LAYERS, progress: bool =
         return matrix.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="cka")
 
     return over_training(all_runs, epochs, lambda step: f"cka_step{step}", compute, "CKA", progress)
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-def mean_ci(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and the percentile bootstrap CI of the mean (seaborn's default error bars)."""
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    if len(x) == 0:
-        return (math.nan, math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    boots = rng.choice(x, size=(n_boot, len(x)), replace=True).mean(axis=1)
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return float(x.mean()), float(lo), float(hi)
-
-
-def difference_ci(a, b, n_boot: int = 2000, seed: int = 0, level: float = 0.95):
-    """mean(a) - mean(b) with a bootstrap CI, resampling each group independently."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    rng = np.random.default_rng(seed)
-    boots = (rng.choice(a, (n_boot, len(a))).mean(1) - rng.choice(b, (n_boot, len(b))).mean(1))
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return float(a.mean() - b.mean()), float(lo), float(hi)
-
-
-def fmt_ci(mean: float, lo: float, hi: float, digits: int = 3) -> str:
-    return f"{mean:.{digits}f} (95% CI {lo:.{digits}f} to {hi:.{digits}f})"
-
-
-def peak_and_final(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per seed and module: the peak mean SI after initialisation, when, and the final value."""
-    rows = []
-    for (config_hash, seed), m in metrics.groupby(["config", "seed"]):
-        m = m.sort_values("step")
-        for module in MODULES:
-            col = m[f"si_{module}"]
-            trained = m[m.step > 0]
-            peak_at = trained[f"si_{module}"].idxmax()
-            rows.append({"config": config_hash, "seed": seed, "module": module, "number": PAPER_NUMBER[module],
-                         "initial": col.iloc[0], "peak": m.loc[peak_at, f"si_{module}"],
-                         "peak_epoch": m.loc[peak_at, "epoch"], "final": col.iloc[-1]})
-    out = pd.DataFrame(rows)
-    return out.assign(rise=out.peak - out.initial, recede=out.peak - out.final)

@@ -31,6 +31,8 @@ from pathlib import Path
 STEP = re.compile(r"step(\d{8})\.")
 #: A run's folder name in the store: ``seed<S>``.
 SEED_FOLDER = re.compile(r"^seed(\d+)$")
+CONFIG = "config.json"
+RESULTS = "results"
 #: Temporary files of interrupted atomic writes: ``.<name>.tmp<pid>``.
 TEMPORARY = re.compile(r"^\..+\.tmp\d+$")
 
@@ -53,11 +55,15 @@ class RunFiles:
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
 
-    config = property(lambda self: self.root / "config.json")
+    config = property(lambda self: self.root / CONFIG)
     metrics = property(lambda self: self.root / "metrics.csv")
     done = property(lambda self: self.root / "DONE")
     manifest = property(lambda self: self.root / "MANIFEST.json")
     lock = property(lambda self: self.root / ".lock")
+    # beside the run's folder: outside what its manifest records
+    log = property(lambda self: self.root.with_name(f"{self.root.name}.log"))
+    # the identity shared by every seed of the configuration
+    shared_config = property(lambda self: self.root.parent / CONFIG)
     imported = property(lambda self: self.root / "IMPORTED")
     checkpoints_dir = property(lambda self: self.root / "checkpoints")
     si_dir = property(lambda self: self.root / "si")
@@ -135,7 +141,13 @@ def store() -> Path:
 
 def configuration(config_hash: str) -> Path:
     """The identity file shared by every seed of a configuration."""
-    return store() / config_hash / "config.json"
+    return store() / config_hash / CONFIG
+
+
+def runs_in(root: Path) -> list[RunFiles]:
+    """Every run folder of the store ``root`` (finished or not), sorted."""
+    return [RunFiles(p) for p in sorted(Path(root).glob("*/seed*"))
+            if p.is_dir() and SEED_FOLDER.match(p.name) and p.parent.name != RESULTS]
 
 
 def run(config_hash: str, seed: int) -> RunFiles:
@@ -144,6 +156,6 @@ def run(config_hash: str, seed: int) -> RunFiles:
 
 def results(section: str, out_dir=None) -> Path:
     """Where a section notebook writes its figures and tables (``<store>/results/<section>``), created."""
-    folder = Path(out_dir) if out_dir is not None else store() / "results" / section
+    folder = Path(out_dir) if out_dir is not None else store() / RESULTS / section
     folder.mkdir(parents=True, exist_ok=True)
     return folder

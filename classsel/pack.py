@@ -37,7 +37,7 @@ from .layout import RunFiles
 #: The pack's table of contents, its first member.
 INDEX = "PACK.json"
 FORMAT = 1
-RESULTS = "results"
+RESULTS = layout.RESULTS
 #: A run's path in the store and in a pack: ``<config hash>/seed<S>``.
 RUN = re.compile(r"^[0-9a-f]+/seed\d+$")
 
@@ -48,9 +48,7 @@ RUN = re.compile(r"^[0-9a-f]+/seed\d+$")
 def finished_runs(root: Path, configs=None) -> list[RunFiles]:
     """The finished runs (with DONE) of the store ``root``, sorted; only those of the
     configuration hashes ``configs`` when given (an error names one the store lacks)."""
-    found = [RunFiles(p) for p in sorted(root.glob("*/seed*"))
-             if p.is_dir() and layout.SEED_FOLDER.match(p.name) and (p / "DONE").is_file()
-             and p.parent.name != RESULTS]
+    found = [f for f in layout.runs_in(root) if f.done.is_file()]
     if configs is not None:
         have = {f.root.parent.name for f in found}
         unknown = sorted(set(configs) - have)
@@ -94,7 +92,7 @@ def contents(root: Path, configs=None) -> tuple[dict[str, Path], dict[str, list[
     for files in finished_runs(root, configs):
         run_files, checkpoints = _run_members(files)
         members.update({p.relative_to(root).as_posix(): p for p in run_files})
-        shared = files.root.parent / "config.json"
+        shared = files.shared_config
         if shared.is_file():
             members[shared.relative_to(root).as_posix()] = shared
         left_out[files.root.relative_to(root).as_posix()] = checkpoints
@@ -214,7 +212,7 @@ def _inside(pack: _Pack, root: Path, name: str, runs: list[str]) -> Path:
                or not (root / name).resolve().is_relative_to(root.resolve()))
     if escapes:
         raise pack.damaged(f"holds {name!r}, a path that leaves the run store {root}")
-    known = (parts[0] == RESULTS or (len(parts) == 2 and parts[1] == "config.json")
+    known = (parts[0] == RESULTS or (len(parts) == 2 and parts[1] == layout.CONFIG)
              or "/".join(parts[:2]) in runs)
     if not known or (len(parts) > 2 and parts[2] == "checkpoints") or layout.TEMPORARY.match(parts[-1]):
         raise pack.damaged(f"holds {name!r}, which is not a file of a results pack")

@@ -68,12 +68,6 @@ def check_jobs(jobs, todo: list[runs.Run], label: str = "jobs") -> int:
     return jobs
 
 
-def log_file(run: runs.Run) -> Path:
-    """Where the process training ``run`` writes its log: beside the run's folder, outside what
-    the run's manifest records."""
-    return run.path.with_name(f"{run.path.name}.log")
-
-
 @dataclass(frozen=True)
 class RunFailure:
     run: runs.Run
@@ -138,7 +132,7 @@ def train_all(todo: list[runs.Run], jobs: int, log=print) -> None:
         workers[slot].run = None
         set_total((run.hash, run.seed), counted[(run.hash, run.seed)])  # all it did, or none if only repaired
         if error is not None:
-            failures.append(RunFailure(run, error, log_file(run)))
+            failures.append(RunFailure(run, error, run.files.log))
 
     def read(message) -> None:
         kind, slot, *rest = message
@@ -255,7 +249,7 @@ def _work(slot: int, threads: int, tasks, news) -> None:
         news.put(("log", slot, str(message)))
 
     while (run := tasks.get()) is not None:
-        path = log_file(run)
+        path = run.files.log
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as out:
             for fd in (1, 2):  # all the run's process prints, torch's warnings included, goes to its log

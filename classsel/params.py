@@ -12,11 +12,25 @@ import ast
 import json
 import numbers
 import os
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from . import config as C
 from . import layout
-from .experiments import Setting
+
+@dataclass(frozen=True)
+class Setting:
+    """What all runs of a notebook share: the preset, epochs, data folder and overrides."""
+
+    preset: str
+    epochs: int
+    data_root: str | None = None
+    overrides: dict = field(default_factory=dict, hash=False)
+
+    def config(self, **fields) -> C.Config:
+        return C.resolve(self.preset, **{**self.overrides, "epochs": self.epochs, "data_root": self.data_root,
+                                       **fields})
+
 
 NOTEBOOKS = {"emergence": "01_emergence", "ablation": "02_ablation", "cka": "03_cka",
              "regularize": "04_regularize", "promote": "05_promote",

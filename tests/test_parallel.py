@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from classsel import experiments as ex
-from classsel import parallel, runs
+from classsel import parallel, params, runs
 from classsel.config import config_hash, resolve
 from classsel.layout import RunFiles
 
@@ -62,7 +62,7 @@ def test_two_runs_at_once_give_what_one_after_the_other_gives(tmp_path, monkeypa
     log = []
     together = runs.ensure(cfg, [0, 1], jobs=2, log=log.append)
     assert all(r.done for r in together) and sum("training run" in m for m in log) == 2, log
-    pids = {pid_of(parallel.log_file(r)) for r in together}
+    pids = {pid_of(r.files.log) for r in together}
     assert len(pids) == 2 and os.getpid() not in pids  # each in a process of its own
 
     log.clear()
@@ -79,7 +79,7 @@ def test_a_failed_run_is_named_and_the_others_finish(tmp_path, monkeypatch):
     use_store(monkeypatch, tmp_path / "store")
     empty = tmp_path / "no-tree"  # a folder, so the configuration resolves, but no ImageFolder tree in it
     empty.mkdir()
-    setting = ex.Setting("smoke", epochs=1, overrides=QUIET)
+    setting = params.Setting("smoke", epochs=1, overrides=QUIET)
     fields = {"unregularised": {}, "suppressed": dict(alpha=-1.0),
               "no data": dict(dataset="imagefolder", data_root=str(empty))}
     with pytest.raises(parallel.RunsFailed) as caught:

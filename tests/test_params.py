@@ -138,3 +138,11 @@ def test_bad_parameters_are_named(section, values, message, tmp_path):
     with pytest.raises(ValueError) as err:
         P.check(section, namespace(section, **{"preset": "smoke", "out_dir": str(tmp_path), **values}))
     assert message in str(err.value)
+
+
+def test_the_configuration_layer_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, classsel.config, classsel.params; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
