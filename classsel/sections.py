@@ -195,6 +195,20 @@ def class_representation(p) -> Section:
                    [claims.class_representation(metrics, early_until=p.early_until)])
 
 
+def notebook(section: str, ns: dict) -> tuple[SimpleNamespace, Section]:
+    """What a chapter notebook does before its figures: check its parameters (read from its
+    namespace ``ns``), compute the section, save its tables and claims to the results folder,
+    and glue the runs' provenance for the captions (``{glue:md}`prov```)."""
+    from . import book, figures
+
+    p = params.check(section, ns)
+    figures.setup()
+    result = SECTIONS[section](p)
+    result.save(p.out)
+    book.glue_text("prov", result.provenance())
+    return p, result
+
+
 SECTIONS = {"emergence": emergence, "ablation": ablation, "cka": cka, "regularize": regularize,
             "promote": promote, "class_representation": class_representation}
 

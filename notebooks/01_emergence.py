@@ -37,15 +37,9 @@ overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/01_emergence
 
 # %% tags=["remove-cell"]
-from classsel import book, figures, params, sections
+from classsel import book, figures, sections
 
-p = params.check("emergence", globals())
-figures.setup()
-
-# %% tags=["remove-cell"]
-r = sections.emergence(p)
-r.save(p.out)
-book.glue_text("prov", r.provenance())
+p, r = sections.notebook("emergence", globals())
 metrics, blocks = r.tables["metrics"], r.tables["si_per_block"]
 
 # %% [markdown]

@@ -49,15 +49,9 @@ levels = 6  # counts k per curve, evenly spaced from 0 to all units of a block
 draws = 2  # random-order draws per curve (the control)
 
 # %% tags=["remove-cell"]
-from classsel import book, figures, params, sections
+from classsel import book, figures, sections
 
-p = params.check("ablation", globals())
-figures.setup()
-
-# %% tags=["remove-cell"]
-r = sections.ablation(p)
-r.save(p.out)
-book.glue_text("prov", r.provenance())
+p, r = sections.notebook("ablation", globals())
 curves = r.tables["ablation"]
 
 # %% [markdown]

@@ -47,15 +47,9 @@ cka_epochs = (
 layers = ["layer1", "layer2", "layer3", "layer4", "fc"]
 
 # %% tags=["remove-cell"]
-from classsel import book, figures, params, sections
+from classsel import book, figures, sections
 
-p = params.check("cka", globals())
-figures.setup()
-
-# %% tags=["remove-cell"]
-r = sections.cka(p)
-r.save(p.out)
-book.glue_text("prov", r.provenance())
+p, r = sections.notebook("cka", globals())
 matrices = r.tables["cka"]
 
 # %% [markdown]

@@ -49,15 +49,9 @@ alphas = None
 recover_stop = None
 
 # %% tags=["remove-cell"]
-from classsel import book, figures, params, sections
+from classsel import book, figures, sections
 
-p = params.check("regularize", globals())
-figures.setup()
-
-# %% tags=["remove-cell"]
-r = sections.regularize(p)
-r.save(p.out)
-book.glue_text("prov", r.provenance())
+p, r = sections.notebook("regularize", globals())
 metrics, sets = r.tables["metrics"], r.sets
 
 # %% [markdown]

@@ -51,15 +51,9 @@ modules = ["layer1", "layer2", "layer3", "layer4"]  # Fig. 14: all modules
 strong_alpha = None
 
 # %% tags=["remove-cell"]
-from classsel import book, figures, params, sections
+from classsel import book, figures, sections
 
-p = params.check("promote", globals())
-figures.setup()
-
-# %% tags=["remove-cell"]
-r = sections.promote(p)
-r.save(p.out)
-book.glue_text("prov", r.provenance())
+p, r = sections.notebook("promote", globals())
 metrics, sets = r.tables["metrics"], r.sets
 
 # %% [markdown]

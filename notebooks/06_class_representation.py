@@ -46,15 +46,9 @@ promote_modules = ["layer1", "layer2", "layer3", "layer4"]  # notebook 05's defa
 early_until = 1.0  # "early": evaluation points after initialisation up to this epoch
 
 # %% tags=["remove-cell"]
-from classsel import book, figures, params, sections
+from classsel import book, figures, sections
 
-p = params.check("class_representation", globals())
-figures.setup()
-
-# %% tags=["remove-cell"]
-r = sections.class_representation(p)
-r.save(p.out)
-book.glue_text("prov", r.provenance())
+p, r = sections.notebook("class_representation", globals())
 metrics = r.tables["metrics"]
 
 # %% [markdown]
