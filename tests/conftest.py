@@ -32,3 +32,30 @@ def imagefolder_tree():
 def pytest_configure(config):
     # registered here so the marker lives with the tests that use it (tests/test_cuda.py)
     config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped where torch.cuda.is_available() is False")
+
+
+#: Seconds a smoke-preset cell may take when a test builds the book. Bounded, because now and
+#: then (about one kernel start in ten, seen with ipykernel 6 and 7 alike) a new kernel's reply
+#: to nbclient's first kernel_info request never arrives, and nbclient then waits the whole
+#: cell timeout before it carries on; the book's own 3600 s would make that an hour.
+BOOK_CELL_TIMEOUT = 300
+
+
+def build_book(out, env, timeout=1800):
+    """``jupyter-book build book -W -n --keep-going`` into ``out`` with the project's
+    configuration, its execution timeout cut to :data:`BOOK_CELL_TIMEOUT`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    config["execute"]["timeout"] = BOOK_CELL_TIMEOUT
+    path = Path(out) / "_config.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    jb = Path(sys.executable).with_name("jupyter-book")
+    return subprocess.run([str(jb), "build", "book", "--config", str(path), "--path-output", str(out), "-W", "-n",
+                           "--keep-going"], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)

@@ -100,7 +100,7 @@ def test_a_bad_notebook_parameter_is_a_clear_error(section, name, value, tmp_pat
           name: value}
     with pytest.raises(ValueError) as err:
         P.check(section, ns)
-    assert f"parameter {name}" in str(err.value) or f"parameter overrides" in str(err.value), str(err.value)
+    assert f"parameter {name}" in str(err.value) or "parameter overrides" in str(err.value), str(err.value)
     assert not (tmp_path / "out").exists()  # nothing written before every parameter is good
 
 

@@ -5,12 +5,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+from conftest import build_book
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -26,10 +26,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
 def site(tmp_path_factory):
     out = tmp_path_factory.mktemp("book")
     env = {**os.environ, "CLASSSEL_PRESET": "smoke", "CLASSSEL_RUNS": str(out / "runs")}
-    jb = Path(sys.executable).with_name("jupyter-book")
-    # -W: a warning fails the build.
-    r = subprocess.run([str(jb), "build", "book", "--path-output", str(out), "-W", "-n", "--keep-going"],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    r = build_book(out, env)  # -W: a warning fails the build
     assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
     return out / "_build" / "html"
 

@@ -21,6 +21,7 @@ import papermill
 import pytest
 
 from classsel import layout, pack, runs
+from conftest import build_book
 from classsel.config import config_hash, from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,10 +130,8 @@ def test_a_book_built_from_the_pack_trains_nothing_and_gives_the_same_tables(sou
     shutil.rmtree(imported / "results")  # the book writes them again, from the imported runs alone
     before = snapshot(imported)
     env = {**os.environ, "CLASSSEL_PRESET": "smoke", "CLASSSEL_RUNS": str(imported), "PYTHONPATH": str(ROOT)}
-    jb = Path(sys.executable).with_name("jupyter-book")
     start = time.perf_counter()
-    r = subprocess.run([str(jb), "build", "book", "--path-output", str(tmp_path / "book"), "-W", "-n",
-                        "--keep-going"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    r = build_book(tmp_path / "book", env)
     print(f"\nthe book built from the pack in {time.perf_counter() - start:.0f} s")
     assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
     # Nothing trained, measured, computed again or even locked: the store is as imported.

@@ -5,7 +5,6 @@ import os
 import pytest
 import torch
 
-from classsel import checkpoint as ckpt
 from classsel import layout, runs
 from classsel.config import config_hash, resolve
 
