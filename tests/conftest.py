@@ -35,9 +35,10 @@ def pytest_configure(config):
 
 
 #: Seconds a smoke-preset cell may take when a test builds the book. Bounded, because now and
-#: then (about one kernel start in ten, seen with ipykernel 6 and 7 alike) a new kernel's reply
-#: to nbclient's first kernel_info request never arrives, and nbclient then waits the whole
-#: cell timeout before it carries on; the book's own 3600 s would make that an hour.
+#: then a build stalled here with its kernel idle and nbclient still waiting (seen in about one
+#: build in three on a loaded machine, with ipykernel 7.4 and 6.31 alike; its cause is not
+#: found yet): nbclient gives up at the cell timeout, and the book's own 3600 s would make a
+#: stall cost an hour. No smoke-preset cell takes more than a minute.
 BOOK_CELL_TIMEOUT = 300
 
 
