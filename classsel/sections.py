@@ -228,12 +228,12 @@ def what_reproduces(preset: str | None = None, **common) -> pd.DataFrame:
 
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """:func:`what_reproduces` as a markdown table whose figure column links to the figure."""
+    """:func:`what_reproduces` as a MyST markdown table whose figure column links to the figure."""
     lines = ["| | Claim | Figure | Effect | Estimate (95% CI) | Seeds | Tested effects agreeing | Verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
         number = f"{r['claim_number']}" if r["claim_number"] else "appendix"
-        link = f"[paper {r['figure']}]({r['section']}.html#{r['target']})"
+        link = f"{{ref}}`paper {r['figure']} <{r['target']}>`"  # MyST: the book links to the figure
         lines.append(f"| {number} | {r['claim']} | {link} | {r['effect']} | {r['estimate']:.{digits}f} "
                      f"({r['95% CI']}) | {r['seeds']} | {r['agreeing']} | **{r['verdict']}** |")
     return "\n".join(lines)

@@ -82,7 +82,7 @@ def test_results_chapter_shows_figures_and_no_errors(site, chapter):
     dom = rendered(site / "notebooks" / f"{chapter}.html")
     page = parse(dom)
     figures = [src for src in page.imgs if "_images/" in src]
-    assert figures, f"{chapter} shows no figure"
+    assert figures or chapter == "00_what_reproduces", f"{chapter} shows no figure"
     for src in figures:
         assert (site / "notebooks" / src).resolve().exists(), src
     assert not re.search(r"(Traceback \(most recent call last\)|[A-Za-z]+Error: )", re.sub(r"<[^>]+>", " ", dom))

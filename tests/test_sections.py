@@ -39,7 +39,7 @@ def test_what_reproduces_has_the_six_claims_first_then_the_appendix(table):
     assert table.figure.str.startswith("Fig").all()
     text = sections.markdown_table(table)
     assert text.count("\n") == len(table) + 1
-    assert "[paper Fig. 2](01_emergence.html#fig-01-si)" in text
+    assert "{ref}`paper Fig. 2 <fig-01-si>`" in text
 
 
 def test_each_section_names_its_conditions_and_figure_sets(tmp_path, monkeypatch):
