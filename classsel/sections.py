@@ -8,6 +8,7 @@ Each function takes a notebook's checked parameters (:func:`classsel.params.chec
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -234,6 +235,8 @@ def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
     for r in table.to_dict("records"):
         number = f"{r['claim_number']}" if r["claim_number"] else "appendix"
         link = f"{{ref}}`paper {r['figure']} <{r['target']}>`"  # MyST: the book links to the figure
-        lines.append(f"| {number} | {r['claim']} | {link} | {r['effect']} | {r['estimate']:.{digits}f} "
-                     f"({r['95% CI']}) | {r['seeds']} | {r['agreeing']} | **{r['verdict']}** |")
+        estimate = ("— (no seed with a defined effect)" if math.isnan(r["estimate"])
+                    else f"{r['estimate']:.{digits}f} ({r['95% CI']})")
+        lines.append(f"| {number} | {r['claim']} | {link} | {r['effect']} | {estimate} | {r['seeds']} "
+                     f"| {r['agreeing']} | **{r['verdict']}** |")
     return "\n".join(lines)

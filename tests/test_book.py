@@ -109,8 +109,10 @@ def test_what_reproduces_lists_the_six_claims_with_numbers(site):
             for row in re.findall(r"<tr[^>]*>(.*?)</tr>", dom, re.S)]
     main = {r[0]: r for r in rows if r and r[0] in {"1", "2", "3", "4", "5", "6"}}
     assert sorted(main) == ["1", "2", "3", "4", "5", "6"], rows
+    estimated = [r for r in main.values() if re.search(r"-?\d+\.\d+ \(-?\d", r[4])]  # an estimate and its CI
+    assert len(estimated) >= 5, main  # at the smoke scale one claim may have no seed with a defined effect
     for r in main.values():
-        assert re.search(r"-?\d+\.\d+ \(", r[4]), r  # an estimate with its CI
+        assert r in estimated or r[4].startswith("— (no seed with a defined effect)"), r
         assert r[5].isdigit() and r[7] in ("holds", "in part", "not supported"), r
         assert "paper Fig" in r[2]
 
