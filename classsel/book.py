@@ -6,19 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def publish(fig, folder: str | Path, label: str) -> Path:
+def publish(fig, folder: str | Path, label: str) -> None:
     """Save ``fig`` as ``label``.png/.svg in ``folder`` and glue it for the book under ``label``
-    (shown where a ``{glue:figure}`` names it, not where the code runs)."""
+    (shown where a ``{glue:figure}`` names it, not where the code runs). Returns nothing, so the
+    cell shows no output of its own."""
     import matplotlib.pyplot as plt
     from myst_nb import glue
 
     from .figures import save
 
     fig = getattr(fig, "figure", fig)
-    path = save(fig, folder, label)
+    save(fig, folder, label)
     glue(label, fig, display=False)
     plt.close(fig)
-    return path
 
 
 def glue_text(key: str, markdown: str) -> None:
