@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from classsel import checkpoint as ckpt
+from classsel.layout import RunFiles
 from classsel.ablation import ablation_curve
 from classsel.ablation_reference import ablation_curve_naive
 from classsel.cka import cka_matrix
@@ -360,7 +360,7 @@ def test_killed_and_resumed_equals_uninterrupted(device, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
 
     # inside the second epoch, or inside a write
-    assert kill_when(run_args(device, out), lambda: len(ckpt.list_checkpoints(out / "checkpoints")) >= 3, 0.3)
+    assert kill_when(run_args(device, out), lambda: len(RunFiles(out).checkpoints()) >= 3, 0.3)
     assert not (out / "DONE").exists(), "the run finished before it could be killed"
     kill_when([*run_args(device, out), "--resume"], lambda: True, 1.0)  # start-up or the first resumed steps
     done = subprocess.run([*run_args(device, out), "--resume"], capture_output=True, text=True, env=run_env(),
