@@ -32,7 +32,9 @@ def test_identity_ignores_execution_details():
 def test_ensure_trains_reuses_and_resumes(store):
     cfg = resolve("smoke", epochs=1, progress=False)
     log = []
-    first = runs.ensure(cfg, seeds=[0, 1], log=log.append)
+    # jobs=1: trained here, with this process's torch threads, as the resumed run below will be
+    # (a run's last bits depend on the thread count; test_parallel covers the pool)
+    first = runs.ensure(cfg, seeds=[0, 1], log=log.append, jobs=1)
     assert [r.seed for r in first] == [0, 1] and all(r.done for r in first)
     assert sum("training run" in m for m in log) == 2
     assert first[0].path == store / config_hash(cfg) / "seed0"
