@@ -7,6 +7,8 @@ median time of each and their ratio, so all sides see the same machine state.
 Sections ``measure``, ``regularizer``, ``cka``, ``ablation`` (issue 2, CPU-scale models):
 SI measurement <= 1.03x plain inference, a regularised step <= 1.10x a plain step,
 all-pairs CKA <= 1.25x plain inference, fast ablation curves >= 2x the naive re-run.
+Section ``memory``: the ``mnist`` preset's training step and ablation curves in NCHW against
+channels_last, the memory format the preset uses.
 
 Section ``imagenet`` (issue 14; the default on CUDA, with all the others): torchvision
 ResNet-50 training at ``--image-size`` (224) and ``--batch`` (256) on synthetic data
@@ -179,6 +181,30 @@ def bench_ablation(device, quick, repeats):
                               lambda: [naive(model, loader, m, si, **kw) for m in MODULES],
                               device, max(1, repeats // 3))
         out.append(report(f"ablation curves, 4 modules vs naive [{label}]", tb, ta, "naive", "fast", ">= 2x"))
+    return out
+
+
+def bench_memory(device, quick, repeats):
+    """The mnist preset's network in NCHW against channels_last (the preset's format): one plain
+    training step at its batch of 64, and the four modules' ablation curves."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(64, 1, 28, 28, generator=g).to(device), (torch.arange(64) % 10).to(device)
+    torch.manual_seed(0)
+    nchw = build("resnet50_narrow", 10, in_channels=1).to(device)
+    cl = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    ta, tb = side_by_side(training_step(nchw, nchw, x, y, amp=False), training_step(cl, cl, x_cl, y, amp=False),
+                          device, repeats * 3)
+    out = [report("mnist training step, NCHW vs channels_last", ta, tb, "NCHW", "channels_last", "> 1x")]
+    n = 250 if quick else 1000
+    loader = DataLoader(TensorDataset(torch.randn(n, 1, 28, 28, generator=g), torch.arange(n) % 10), batch_size=250)
+    si = {b: torch.rand(n, generator=g) for b, n in _units(nchw).items()}
+    nchw.eval(), cl.eval()
+    kw = dict(orders=("selective", "random"), draws=2, seed=0, device=device)
+    ta, tb = side_by_side(lambda: ablation.ablation_curve(nchw, loader, list(MODULES), si, **kw),
+                          lambda: ablation.ablation_curve(cl, loader, list(MODULES), si, **kw),
+                          device, max(1, repeats // 2))
+    out.append(report("mnist ablation curves, NCHW vs channels_last", ta, tb, "NCHW", "channels_last", "> 1x"))
     return out
 
 
@@ -393,7 +419,8 @@ def bench_runs(device, args, repeats):
              "b_ms": many / args.runs * 1e3, "goal": ">= 1.5x"}]
 
 
-SECTIONS = {"measure": bench_measure, "regularizer": bench_regularizer, "cka": bench_cka, "ablation": bench_ablation}
+SECTIONS = {"measure": bench_measure, "regularizer": bench_regularizer, "cka": bench_cka, "ablation": bench_ablation,
+            "memory": bench_memory}
 GPU_SECTIONS = {"imagenet": bench_imagenet, "pipeline": bench_pipeline}
 #: Sections that train whole runs (minutes), run only when asked for with --only.
 RUN_SECTIONS = {"runs": bench_runs}

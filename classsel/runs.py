@@ -94,13 +94,18 @@ class Run:
         if not path.exists():
             raise ValueError(f"no checkpoint at step {step} in {self.path}; available: {self.checkpoint_steps()}")
         manifest.check_file(self.files, path)
-        return _model(self.config, ckpt.load(path, device)["model"]).to(device).eval()
+        return _model(self.config, ckpt.load(path, device)["model"], device)
 
 
-def _model(cfg: Config, weights: dict) -> torch.nn.Module:
+def _model(cfg: Config, weights: dict, device="cpu") -> torch.nn.Module:
+    """The network of ``weights`` on ``device``, in eval mode and in the memory format its run was
+    trained and evaluated in (the last bits of an analysis depend on it)."""
     model = build(cfg.arch, weights["fc.weight"].shape[0], width=cfg.width,
                   in_channels=weights["conv1.weight"].shape[1])
     model.load_state_dict(weights)
+    model = model.to(device).eval()
+    if cfg.uses_channels_last(torch.device(device).type):
+        model = model.to(memory_format=torch.channels_last)
     return model
 
 

@@ -121,7 +121,7 @@ def set_up(cfg: Config, world: int = 1) -> Setup:
     classes = train_ds.num_classes
     torch.manual_seed(cfg.seed)
     model = build(cfg.arch, classes, width=cfg.width, in_channels=DATASETS[cfg.dataset]).to(device)
-    channels_last = cfg.channels_last == "on" or (cfg.channels_last == "auto" and cuda)
+    channels_last = cfg.uses_channels_last(device.type)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

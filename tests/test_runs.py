@@ -69,3 +69,27 @@ def test_ensure_trains_reuses_and_resumes(store):
     assert not model.training and model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(ValueError, match="no checkpoint at step 999"):
         first[0].model(step=999)
+
+
+@pytest.mark.parametrize("fmt", ["on", "off"])
+def test_checkpoints_are_analysed_in_the_memory_format_their_run_trained_in(store, fmt):
+    """A channels_last run (the mnist preset's format) gives channels_last networks to the analyses,
+    and a table measured again from its checkpoint is the one its training wrote, to the byte."""
+    cfg = resolve("smoke", epochs=1, channels_last=fmt, progress=False)
+    assert cfg.uses_channels_last("cpu") == cfg.uses_channels_last("cuda") == (fmt == "on")
+    auto = resolve("smoke", channels_last="auto")
+    assert not auto.uses_channels_last("cpu") and auto.uses_channels_last("cuda")
+    assert resolve("mnist").uses_channels_last("cpu")
+    (run,) = runs.ensure(cfg, [0], log=lambda *a: None)
+    step = run.steps()[-1]
+    model = run.model(step)
+    weight = model.layer1[0].conv2.weight  # 3x3, 8 channels in: the two formats differ
+    assert weight.is_contiguous(memory_format=torch.channels_last) == (fmt == "on") != weight.is_contiguous()
+    assert not model.training
+    target = run.files.si(step)
+    original = target.read_bytes()
+    target.unlink()
+    log = []
+    runs.ensure(cfg, [0], log=log.append)
+    assert any("measuring step" in m for m in log) and not any("arithmetic" in m for m in log), log
+    assert target.read_bytes() == original

@@ -73,7 +73,9 @@ def test_killed_and_resumed_equals_uninterrupted(smoke_run, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
-    start_and_kill([], 3, 0.3)  # inside the second epoch, or inside a write
+    # inside the second epoch, or inside a write: within 0.05 s of the third checkpoint (step 10), with 20
+    # steps and 2 evaluation points left, so that even a fast machine cannot finish first
+    start_and_kill([], 3, 0.05)
     assert not (out / "DONE").exists(), "the run finished before it could be killed"
     start_and_kill(["--resume"], 0, 1.0)  # during start-up or the first resumed steps
     done = cli(*args[len(CLI):], "--resume")
