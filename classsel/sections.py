@@ -229,14 +229,16 @@ def what_reproduces(preset: str | None = None, **common) -> pd.DataFrame:
 
 
 def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
-    """:func:`what_reproduces` as a MyST markdown table whose figure column links to the figure."""
-    lines = ["| | Claim | Figure | Effect | Estimate (95% CI) | Seeds | Tested effects agreeing | Verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+    """:func:`what_reproduces` as a MyST markdown table: each claim with a link to its figure, then
+    the verdict and the numbers behind it, the effect's wording last (on a narrow page the columns
+    a reader needs first stay in view)."""
+    lines = ["| | Claim | Verdict | Estimate (95% CI) | Seeds | Tested effects agreeing | Effect |",
+             "|---|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
         number = f"{r['claim_number']}" if r["claim_number"] else "appendix"
         link = f"{{ref}}`paper {r['figure']} <{r['target']}>`"  # MyST: the book links to the figure
         estimate = ("— (no seed with a defined effect)" if math.isnan(r["estimate"])
                     else f"{r['estimate']:.{digits}f} ({r['95% CI']})")
-        lines.append(f"| {number} | {r['claim']} | {link} | {r['effect']} | {estimate} | {r['seeds']} "
-                     f"| {r['agreeing']} | **{r['verdict']}** |")
+        lines.append(f"| {number} | {r['claim']} ({link}) | **{r['verdict']}** | {estimate} | {r['seeds']} "
+                     f"| {r['agreeing']} | {r['effect']} |")
     return "\n".join(lines)

@@ -1,0 +1,52 @@
+"""Sphinx extension: the book's notebook execution waits for kernel messages in short polls.
+
+A book build now and then stalled: every cell of a notebook had run, the kernel was idle, and
+nbclient (in the jupyter-book process) was still waiting on the shell channel for the reply to
+the last cell, in one ``get_msg`` call whose timeout is the cell timeout (an hour). A py-spy dump
+of both processes showed exactly that (2026-11-22, notebook 02, ipykernel 6.31, pyzmq 27.3,
+jupyter_client's asyncio channels), and it was seen with ipykernel 7.4 too. A poll that misses
+its wake-up waits out its whole timeout; one renewed every :data:`SLICE` seconds looks at the
+socket again. This extension makes every wait of jupyter_client's asyncio channels a sequence
+of polls of at most :data:`SLICE` seconds, with the same result and the same overall timeout.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from queue import Empty
+
+#: Longest single poll, in seconds.
+SLICE = 1.0
+
+
+def sliced(get_msg):
+    """``get_msg(self, timeout)`` as polls of at most :data:`SLICE` seconds until ``timeout``
+    (None: no limit); raises :class:`queue.Empty` when the whole timeout has passed."""
+
+    @functools.wraps(get_msg)
+    async def get_msg_in_slices(self, timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await get_msg(self, SLICE if left is None else min(SLICE, left))
+            except Empty:
+                if left is not None and left <= SLICE:
+                    raise
+
+    get_msg_in_slices.sliced = True
+    return get_msg_in_slices
+
+
+def install() -> None:
+    """Wrap :meth:`jupyter_client.channels.AsyncZMQSocketChannel.get_msg` (once)."""
+    from jupyter_client.channels import AsyncZMQSocketChannel
+
+    if not getattr(AsyncZMQSocketChannel.get_msg, "sliced", False):
+        AsyncZMQSocketChannel.get_msg = sliced(AsyncZMQSocketChannel.get_msg)
+
+
+def setup(app):
+    install()
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
