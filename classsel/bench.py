@@ -198,8 +198,9 @@ def bench_memory(device, quick, repeats):
     out = [report("mnist training step, NCHW vs channels_last", ta, tb, "NCHW", "channels_last", "> 1x")]
     n = 250 if quick else 1000
     loader = DataLoader(TensorDataset(torch.randn(n, 1, 28, 28, generator=g), torch.arange(n) % 10), batch_size=250)
-    si = {b: torch.rand(n, generator=g) for b, n in _units(nchw).items()}
-    nchw.eval(), cl.eval()
+    si = {block: torch.rand(units, generator=g) for block, units in _units(nchw).items()}
+    nchw.eval()
+    cl.eval()
     kw = dict(orders=("selective", "random"), draws=2, seed=0, device=device)
     ta, tb = side_by_side(lambda: ablation.ablation_curve(nchw, loader, list(MODULES), si, **kw),
                           lambda: ablation.ablation_curve(cl, loader, list(MODULES), si, **kw),

@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import ablation, cka, data, runs
 from .checkpoint import atomic_write
-from .config import CKA_LAYERS, MODULES, REGULARIZED, keep_epochs
+from .config import CKA_LAYERS, MODULES, keep_epochs
 from .manifest import sha256
 from .params import Setting
 from .progress import progress_bar
@@ -21,12 +21,6 @@ from .progress import progress_bar
 def baseline(setting: Setting, seeds, jobs: int | None = None) -> list[runs.Run]:
     """The unregularised runs; every section that needs a baseline shares them."""
     return runs.ensure(setting.config(), seeds, jobs=jobs)
-
-
-def regularized(setting: Setting, seeds, alpha: float, start: int = 0, stop=None,
-                modules=REGULARIZED, jobs: int | None = None) -> list[runs.Run]:
-    cfg = setting.config(alpha=alpha, reg_start=start, reg_stop=stop, reg_modules=tuple(modules))
-    return runs.ensure(cfg, seeds, jobs=jobs)
 
 
 def conditions(setting: Setting, seeds, fields: dict[str, dict],

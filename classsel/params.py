@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from . import config as C
 from . import layout
 
+
 @dataclass(frozen=True)
 class Setting:
     """What all runs of a notebook share: the preset, epochs, data folder and overrides."""
@@ -29,7 +30,7 @@ class Setting:
 
     def config(self, **fields) -> C.Config:
         return C.resolve(self.preset, **{**self.overrides, "epochs": self.epochs, "data_root": self.data_root,
-                                       **fields})
+                                         **fields})
 
 
 NOTEBOOKS = {"emergence": "01_emergence", "ablation": "02_ablation", "cka": "03_cka",
