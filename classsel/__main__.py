@@ -72,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--keep-checkpoints", help="all, last, or epochs to keep such as 0,1,2,5,10,90")
     o.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     _pack_parser(sub)
+    from .reproduce import add_parser
+
+    add_parser(sub)
     return p
 
 
@@ -94,6 +97,10 @@ def main(argv=None) -> int:
     from .train import RunLocked
 
     try:
+        if args.command == "reproduce":
+            from .reproduce import command
+
+            return command(args)
         return _pack(args) if args.command == "pack" else _train(args)
     except (ValueError, OSError, FloatingPointError, RunLocked) as e:
         if args.traceback:

@@ -34,3 +34,51 @@ def show(markdown: str) -> None:
     from IPython.display import Markdown, display
 
     display(Markdown(markdown))
+
+
+# ----------------------------------------------------------------------------- what a build shows
+
+
+def inputs() -> dict[str, str]:
+    """What the book's computed pages depend on besides their code cells: the preset the notebooks
+    default to, the run store (its folder and the state of its runs and analyses), the library's
+    source and the locked environment. A build executes its notebooks again when any of these changed
+    (:mod:`classsel.sphinx_execution`)."""
+    import hashlib
+
+    from . import layout
+    from .config import default_preset
+    from .lockfile import lock_hash
+
+    def digest(paths) -> str:
+        h = hashlib.sha256()
+        for path in paths:
+            h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+        return h.hexdigest()[:12]
+
+    package = Path(__file__).resolve().parent
+    store = layout.store().resolve()
+    # a run's manifest changes with every file it finishes with; an analysis carries its checksum
+    state = sorted([*store.glob("*/seed*/MANIFEST.json"), *store.glob("*/seed*/derived/*.sha256")])
+    return {"preset": default_preset(), "store": str(store),
+            "runs": f"{len({p.parent for p in store.glob('*/seed*/MANIFEST.json')})} finished runs, "
+                    f"state {digest(state)}",
+            "library": digest(sorted(package.rglob("*.py"))), "lock": (lock_hash() or "none")[:12]}
+
+
+def inputs_digest() -> str:
+    """One short hash of :func:`inputs`."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(inputs(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def provenance() -> str:
+    """One sentence for the book's first pages: the preset, commit and runs it shows."""
+    from .train import _git_commit
+
+    i = inputs()
+    commit = (_git_commit() or "unknown")[:10]
+    return (f"This build shows the **{i['preset']}** preset, computed by classsel at commit `{commit}` "
+            f"(library digest `{i['library']}`, lock `{i['lock']}`) from {i['runs']} in the run store.")

@@ -88,17 +88,37 @@ def _python_state_from_tensor(d) -> tuple:
     return (d["version"], tuple(int(v) for v in d["internal"].tolist()), d["gauss"])
 
 
+#: What a checkpoint holds besides the weights, only for training on from it (resume, a branch).
+TRAINING_STATE = ("optimizer", "scheduler", "rng")
+
+
 def load(path: str | os.PathLike, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def newest_valid(found: list[tuple[int, Path]], map_location="cpu", log=print) -> dict | None:
-    """The newest of ``(step, path)`` checkpoints that loads; unreadable ones are reported and skipped."""
+def has_training_state(state: dict) -> bool:
+    return all(k in state for k in TRAINING_STATE)
+
+
+def drop_training_state(path: Path) -> None:
+    """Rewrite the checkpoint ``path`` without its optimiser and RNG state (weights, step and
+    metrics rows stay: every analysis reads those only). Nothing to do if it has none."""
+    state = load(path)
+    if any(k in state for k in TRAINING_STATE):
+        atomic_save({k: v for k, v in state.items() if k not in TRAINING_STATE}, path)
+
+
+def newest_valid(found: list[tuple[int, Path]], map_location="cpu", log=print,
+                 resumable: bool = False) -> dict | None:
+    """The newest of ``(step, path)`` checkpoints that loads (``resumable``: and still holds its
+    training state); unreadable ones are reported and skipped."""
     for step, path in reversed(found):
         try:
             state = load(path, map_location)
             if state.get("step") != step:
                 raise ValueError(f"holds step {state.get('step')}, not {step}")
+            if resumable and not has_training_state(state):
+                continue  # weights only: an analysis point, not a place to train on from
             return state
         except Exception as e:  # any unreadable file is skipped, whatever the reason
             msg = f"skipping unreadable checkpoint {path}: {type(e).__name__}: {e}"

@@ -80,6 +80,9 @@ class Config:
     workers: int = 0
     pipeline: str = "pil"  # training input: pil (CPU workers) | tensor (decoded and augmented on the device)
     keep_checkpoints: str = "all"  # all | last | comma-separated epochs to keep
+    # where the optimiser and RNG state stays beside the weights: "resume" (the newest checkpoints
+    # while the run trains, none once it is finished), "all", or epochs (a later run branches there)
+    keep_state: str = "resume"
     progress: bool = True
 
     def regularizes(self, epoch: int) -> bool:
@@ -93,7 +96,7 @@ class Config:
 
 
 EXECUTION_FIELDS = ("preset", "data_root", "device", "amp", "channels_last", "workers", "pipeline",
-                    "keep_checkpoints", "progress", "seed")
+                    "keep_checkpoints", "keep_state", "progress", "seed")
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 PRESETS: dict[str, dict] = {
@@ -193,6 +196,10 @@ def _keep(v) -> str:
     return ",".join(str(e) for e in sorted({int(e) for e in epochs}))
 
 
+def _keep_state(v) -> str:
+    return v if v in ("resume", "all") else _keep(v)
+
+
 def _int(low: int, high: int | None = None, none: bool = False):
     def check(v):
         if (v is None and none) or (_is_int(v) and v >= low and (high is None or v <= high)):
@@ -267,6 +274,7 @@ CHECKS = {
     "workers": _int(0, 256),
     "pipeline": _choice(PIPELINES),
     "keep_checkpoints": (_keep, "all, last, or epochs to keep such as 0,1,5,90"),
+    "keep_state": (_keep_state, "resume, all, or epochs such as 2,4 (their optimiser and RNG state is kept)"),
     "progress": (_bool, "True or False"),
 }
 
@@ -320,6 +328,9 @@ def normalise(cfg: Config) -> Config:
     keep = keep_epochs(cfg)
     need(keep in ("all", "last") or max(keep) <= cfg.epochs, "keep_checkpoints",
          f"all, last, or epochs in 0..{cfg.epochs}")
+    state = state_epochs(cfg)
+    need(state == "all" or max(state, default=0) <= cfg.epochs, "keep_state",
+         f"resume, all, or epochs in 0..{cfg.epochs}")
     need(cfg.pipeline == "pil" or cfg.dataset == "imagefolder", "pipeline",
          "pil for the in-memory data of mnist5k and cifar10 (tensor decodes the files of an ImageFolder tree)")
     size = train_size(cfg)
@@ -355,6 +366,14 @@ def keep_epochs(cfg: Config) -> set[int] | str:
     if cfg.keep_checkpoints in ("all", "last"):
         return cfg.keep_checkpoints
     return {int(e) for e in cfg.keep_checkpoints.split(",")}
+
+
+def state_epochs(cfg: Config) -> set[int] | str:
+    """The epochs whose checkpoints keep their optimiser and RNG state once superseded, or "all"
+    ("resume": none; the newest checkpoints keep theirs while the run trains)."""
+    if cfg.keep_state in ("all", "resume"):
+        return "all" if cfg.keep_state == "all" else set()
+    return {int(e) for e in cfg.keep_state.split(",")}
 
 
 def identity(cfg: Config) -> dict:

@@ -86,7 +86,7 @@ def derived(run: runs.Run, name: str, compute) -> pd.DataFrame:
     """A table computed from a run, cached in the run's folder with its checksum (computed
     again when absent or when it no longer matches its checksum)."""
     path, checksum = run.files.derived(name), run.files.derived_checksum(name)
-    if not (path.exists() and checksum.exists() and checksum.read_text().strip() == sha256(path)):
+    if not derived_valid(run, name):
         table = compute()
         path.parent.mkdir(exist_ok=True)
         buf = io.StringIO()
@@ -97,12 +97,18 @@ def derived(run: runs.Run, name: str, compute) -> pd.DataFrame:
     return pd.read_csv(path, float_precision="round_trip")
 
 
-def over_training(all_runs, epochs, name: str, compute, desc: str, progress: bool = True) -> pd.DataFrame:
+def derived_valid(run: runs.Run, name: str) -> bool:
+    """Whether the derived table ``name`` of ``run`` is cached and matches its checksum."""
+    path, checksum = run.files.derived(name), run.files.derived_checksum(name)
+    return path.exists() and checksum.exists() and checksum.read_text().strip() == sha256(path)
+
+
+def over_training(all_runs, epochs, name, compute, desc: str, progress: bool = True) -> pd.DataFrame:
     """``compute(run, step)`` at every chosen checkpoint of every run, cached as the derived table
     ``name(step)``, in one long table with seed, step, epoch and config columns."""
     tables = []
     work = [(r, s) for r in all_runs for s in epoch_steps(r, epochs)]
-    for run, step in progress_bar(work, desc=desc, enabled=progress):
+    for run, step in progress_bar(work, desc=desc, enabled=progress, task=True):
         table = derived(run, name(step), lambda: compute(run, step))
         epoch = float(run.metrics().set_index("step").loc[step, "epoch"])
         tables.append(table.assign(seed=run.seed, step=step, epoch=epoch, config=run.hash))
@@ -118,8 +124,11 @@ def ablation_over_training(all_runs, epochs, modules=MODULES, levels: int = 6, d
         return ablation.ablation_curve(run.model(step), val_loader(run)[0], list(modules), si, ks=ks, draws=draws,
                                        seed=run.seed)
 
-    return over_training(all_runs, epochs, lambda step: f"ablation_step{step}_l{levels}_d{draws}", compute,
-                         "ablation", progress)
+    return over_training(all_runs, epochs, ablation_name(levels, draws), compute, "ablation", progress)
+
+
+def ablation_name(levels: int, draws: int):
+    return lambda step: f"ablation_step{step}_l{levels}_d{draws}"
 
 
 def cka_over_training(all_runs, epochs=None, layers=CKA_LAYERS, progress: bool = True) -> pd.DataFrame:
@@ -128,4 +137,35 @@ def cka_over_training(all_runs, epochs=None, layers=CKA_LAYERS, progress: bool =
         matrix = cka.cka_matrix(run.model(step), val_loader(run)[0], list(layers))
         return matrix.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="cka")
 
-    return over_training(all_runs, epochs, lambda step: f"cka_step{step}", compute, "CKA", progress)
+    return over_training(all_runs, epochs, cka_name(layers), compute, "CKA", progress)
+
+
+def cka_name(layers):
+    # the paper's layers keep their old name, so stores written before other layer sets stay valid
+    tag = "" if tuple(layers) == tuple(CKA_LAYERS) else "_" + "-".join(layers)
+    return lambda step: f"cka_step{step}{tag}"
+
+
+# ----------------------------------------------------------------------------- analyses as plan tasks
+
+#: Each analysis of :mod:`classsel.plan`: (its function over runs, its cache name from its options).
+ANALYSES = {
+    "ablation": (lambda rs, epochs, o: ablation_over_training(rs, epochs, **o),
+                 lambda o: ablation_name(o.get("levels", 6), o.get("draws", 2))),
+    "cka": (lambda rs, epochs, o: cka_over_training(rs, epochs, **o),
+            lambda o: cka_name(o.get("layers", CKA_LAYERS))),
+}
+
+
+def analyse(task) -> pd.DataFrame:
+    """Compute (or read from the cache) the analysis ``task`` (:class:`classsel.plan.Analysis`)."""
+    compute, _ = ANALYSES[task.kind]
+    return compute([task.run], None if task.epochs is None else list(task.epochs), dict(task.options))
+
+
+def analysis_pending(task) -> bool:
+    """Whether some table of the analysis ``task`` of a finished run is not cached (or is damaged)."""
+    _, name = ANALYSES[task.kind]
+    name = name(dict(task.options))
+    return not all(derived_valid(task.run, name(step))
+                   for step in epoch_steps(task.run, None if task.epochs is None else list(task.epochs)))

@@ -1,7 +1,8 @@
-"""Many runs at once: the missing runs of a request trained by a pool of processes.
+"""Many tasks at once: the runs and analyses of a request (:mod:`classsel.plan`) done by a pool of
+processes.
 
-``jobs`` training processes, started with ``spawn`` (so it works from a Jupyter kernel),
-each train runs one after another as they are handed out. On a CPU each gets its share of
+``jobs`` worker processes, started with ``spawn`` (so it works from a Jupyter kernel),
+each do tasks one after another as they are handed out, a task once those it comes after ended. On a CPU each gets its share of
 the cores (``torch.set_num_threads(cores // jobs)``); with GPUs each gets one device. For
 each run a process does exactly what the run store does in-process
 (:func:`classsel.runs.ensure_run`: the run's lock, repair, resume), writes what it prints
@@ -31,7 +32,7 @@ import torch
 
 from . import runs
 from .config import train_size
-from .progress import progress_bar
+from .progress import progress_bar, reporting_to
 
 #: How often a training process sends its step count (seconds), and the parent looks for news.
 REPORT_EVERY = 0.2
@@ -70,109 +71,225 @@ def check_jobs(jobs, todo: list[runs.Run], label: str = "jobs") -> int:
 
 @dataclass(frozen=True)
 class RunFailure:
-    run: runs.Run
+    task: object  # a classsel.plan task: a Training or an Analysis
     error: str
     log: Path
 
+    @property
+    def run(self) -> runs.Run:
+        return self.task.run
+
     def __str__(self) -> str:
-        return f"run {self.run.hash}/seed{self.run.seed} ({self.error}; log: {self.log})"
+        what = "run" if self.task.kind == "train" else f"{self.task.kind} of run"
+        return f"{what} {self.run.hash}/seed{self.run.seed} ({self.error}; log: {self.log})"
 
 
 class RunsFailed(RuntimeError):
-    """Runs of a request that failed, after every other run of it ended."""
+    """Tasks of a request that failed, after every other task of it ended."""
 
     def __init__(self, failures: list[RunFailure], total: int):
         self.failures = failures
-        super().__init__(f"{len(failures)} of {total} runs failed (the others finished): "
+        super().__init__(f"{len(failures)} of {total} tasks failed (the others finished): "
                          + "; ".join(map(str, failures)))
 
 
 def steps_left(run: runs.Run) -> int:
     """Training steps ``run`` still needs, as far as known before it starts (its process reports
     the exact count): 0 for a finished run or a dataset whose size is read only when loaded."""
-    size = train_size(run.config)
-    if run.done or size is None:
-        return 0
-    done = max((s for s, _ in run.files.checkpoints()), default=0)
-    return max(0, run.config.epochs * (size // run.config.batch_size) - done)
+    from .plan import Training
+
+    return 0 if run.done else Training(run).cost()
+
+
+class _Bar:
+    """The request's one progress bar: work units (training steps; an analysed checkpoint counts as
+    the steps it costs, :data:`classsel.plan.ANALYSIS_COST`), with runs and analyses done of total."""
+
+    def __init__(self, tasks, enabled: bool):
+        self.expected = {t.key: t.cost() for t in tasks}
+        self.counted = dict.fromkeys(self.expected, 0)
+        self.kinds = {t.key: t.kind == "train" for t in tasks}
+        self.finished = {True: 0, False: 0}
+        self.total = {k: sum(v == k for v in self.kinds.values()) for k in (True, False)}
+        self.bar = progress_bar(desc="reproduce", total=sum(self.expected.values()), unit="step",
+                                enabled=enabled, dynamic_ncols=True)
+        self._postfix()
+
+    def _postfix(self) -> None:
+        parts = [f"runs {self.finished[True]}/{self.total[True]}"] if self.total[True] else []
+        parts += [f"analyses {self.finished[False]}/{self.total[False]}"] if self.total[False] else []
+        self.bar.set_postfix_str(", ".join(parts), refresh=True)
+
+    def set_total(self, key, units: int) -> None:
+        self.expected[key] = units
+        self.bar.total = sum(self.expected.values())
+        self.bar.refresh()
+
+    def update(self, key, units: int) -> None:
+        self.counted[key] += units
+        self.bar.update(units)
+
+    def ended(self, key) -> None:
+        self.set_total(key, self.counted[key])  # all it did, or none if it only checked files
+        self.finished[self.kinds[key]] += 1
+        self._postfix()
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @dataclass
 class _Worker:
-    """A training process and the run it is on (None: waiting for one)."""
+    """A worker process and the task it is on (None: waiting for one)."""
 
     process: mp.Process
-    tasks: object  # the process's queue of runs; None tells it to end
-    run: runs.Run | None = None
+    tasks: object  # the process's queue of tasks; None tells it to end
+    task: object = None
 
 
-def train_all(todo: list[runs.Run], jobs: int, log=print) -> None:
-    """Train (or resume, or repair) every run of ``todo`` with at most ``jobs`` processes at once;
-    raise :class:`RunsFailed` after all ended if any failed."""
-    devices = gpus(todo)
+def run_tasks(todo: list, jobs: int, log=print, progress: bool = True) -> None:
+    """Do every task of ``todo`` (:mod:`classsel.plan`), each once the tasks it comes after have ended,
+    with at most ``jobs`` worker processes at once (``jobs=1`` or one task: here, in turn); raise
+    :class:`RunsFailed` after all ended if any failed. A task whose predecessor failed fails too."""
+    bar = _Bar(todo, progress)
+    try:
+        if jobs == 1 or len(todo) == 1:
+            _in_turn(todo, log, bar)
+        else:
+            _in_pool(todo, jobs, log, bar)
+    finally:
+        bar.close()
+
+
+def _blocked(task, failed: set) -> str | None:
+    gone = [k for k in task.after if k in failed]
+    return f"it comes after {gone[0][0]} {gone[0][1]}/seed{gone[0][2]}, which failed" if gone else None
+
+
+class _Report:
+    """Reports a task's bars to the request's bar here (``bar``) or in the parent (``news``), in work
+    units (:data:`classsel.plan.ANALYSIS_COST` per analysed checkpoint), at most every REPORT_EVERY s."""
+
+    def __init__(self, task, bar: _Bar | None = None, news=None, slot: int = 0):
+        from .plan import ANALYSIS_COST
+
+        self.key, self.bar, self.news, self.slot = task.key, bar, news, slot
+        self.scale = ANALYSIS_COST.get(task.kind, 1)
+        self.count, self.sent = 0, time.monotonic()
+
+    def total(self, units: int) -> None:
+        if self.bar is not None:
+            self.bar.set_total(self.key, units * self.scale)
+        else:
+            self.news.put(("total", self.slot, units * self.scale))
+
+    def advance(self, units: int) -> None:
+        self.count += units * self.scale
+        if time.monotonic() - self.sent >= REPORT_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.count and self.bar is not None:
+            self.bar.update(self.key, self.count)
+        elif self.count:
+            self.news.put(("steps", self.slot, self.count))
+        self.count, self.sent = 0, time.monotonic()
+
+
+def _in_turn(todo: list, log, bar: _Bar) -> None:
+    failures, failed = [], set()
+    for task in todo:
+        why = _blocked(task, failed)
+        try:
+            if why is not None:
+                raise RuntimeError(why)
+            with reporting_to(_Report(task, bar=bar)) as report:
+                task(log)
+                report.flush()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:
+            if len(todo) == 1:
+                raise
+            failures.append(RunFailure(task, f"{type(e).__name__}: {e}", task.run.files.log))
+            failed.add(task.key)
+        bar.ended(task.key)
+    if failures:
+        raise RunsFailed(failures, len(todo))
+
+
+def _in_pool(todo: list, jobs: int, log, bar: _Bar) -> None:
+    devices = gpus([t.run for t in todo])
     threads = threads_per_job(jobs)
     jobs = min(jobs, len(todo))
     ctx = mp.get_context("spawn")
     news = ctx.Queue()
-    waiting, workers, failures = deque(todo), {}, []
-    expected = {(r.hash, r.seed): steps_left(r) for r in todo}
-    counted = dict.fromkeys(expected, 0)
+    waiting, workers, failures, failed, ended_keys = list(todo), {}, [], set(), set()
+    pending_keys = {t.key for t in todo}
     where = f"{devices} GPUs" if devices else f"{threads} CPU thread{'s' * (threads > 1)} each"
-    log(f"training {len(todo)} runs, {jobs} at once ({where}); each one's log is beside its folder")
-    bar = progress_bar(desc=f"train {len(todo)} runs", total=sum(expected.values()), unit="step",
-                       enabled=any(r.config.progress for r in todo), dynamic_ncols=True)
-
-    def set_total(key, steps) -> None:
-        expected[key] = steps
-        bar.total = sum(expected.values())
-        bar.refresh()
+    log(f"{len(todo)} tasks, {jobs} at once ({where}); each run's log is beside its folder")
 
     def ended(slot: int, error: str | None) -> None:
-        run = workers[slot].run
-        workers[slot].run = None
-        set_total((run.hash, run.seed), counted[(run.hash, run.seed)])  # all it did, or none if only repaired
+        task = workers[slot].task
+        workers[slot].task = None
+        ended_keys.add(task.key)
         if error is not None:
-            failures.append(RunFailure(run, error, run.files.log))
+            failures.append(RunFailure(task, error, task.run.files.log))
+            failed.add(task.key)
+        bar.ended(task.key)
 
     def read(message) -> None:
         kind, slot, *rest = message
-        key = (workers[slot].run.hash, workers[slot].run.seed)
+        key = workers[slot].task.key
         if kind == "log":
             log(rest[0])
         elif kind == "total":
-            set_total(key, rest[0])
+            bar.set_total(key, rest[0])
         elif kind == "steps":
-            counted[key] += rest[0]
-            bar.update(rest[0])
+            bar.update(key, rest[0])
         else:  # "done" or "failed"
             ended(slot, rest[0] if kind == "failed" else None)
 
-    def hand_out(slot: int) -> None:
+    def ready():
+        """The first waiting task whose predecessors have all ended (failed ones fail it at once)."""
+        for i, task in enumerate(waiting):
+            if all(k in ended_keys or k not in pending_keys for k in task.after):
+                return waiting.pop(i)
+        return None
+
+    def hand_out(slot: int, task) -> None:
         if slot not in workers:
             tasks = ctx.SimpleQueue()
-            process = ctx.Process(target=_work, args=(slot, threads, tasks, news),
-                                  name=f"classsel training {slot}")
+            process = ctx.Process(target=_work, args=(slot, threads, tasks, news), name=f"classsel worker {slot}")
             workers[slot] = _Worker(process, tasks)
             process.start()
-        run = waiting.popleft()
         if devices:  # a GPU for each process
-            run = runs.Run(dataclasses.replace(run.config, device=f"cuda:{slot % devices}"), run.seed)
-        workers[slot].run = run
-        workers[slot].tasks.put(run)
+            run = runs.Run(dataclasses.replace(task.run.config, device=f"cuda:{slot % devices}"), task.run.seed)
+            task = dataclasses.replace(task, run=run)
+        workers[slot].task = task
+        workers[slot].tasks.put(task)
 
     try:
-        while waiting or any(w.run for w in workers.values()):
+        while waiting or any(w.task for w in workers.values()):
             for slot in range(jobs):
-                if waiting and (slot not in workers or workers[slot].run is None):
-                    hand_out(slot)
+                if slot not in workers or workers[slot].task is None:
+                    task = ready()
+                    while task is not None and _blocked(task, failed):
+                        failures.append(RunFailure(task, _blocked(task, failed), task.run.files.log))
+                        failed.add(task.key)
+                        ended_keys.add(task.key)
+                        bar.ended(task.key)
+                        task = ready()
+                    if task is not None:
+                        hand_out(slot, task)
             try:
                 read(news.get(timeout=REPORT_EVERY))
             except queues.Empty:
                 pass
             for slot, worker in list(workers.items()):
-                if worker.process.exitcode is not None:  # died (killed, out of memory): its run failed
+                if worker.process.exitcode is not None:  # died (killed, out of memory): its task failed
                     _drain(news, read)
-                    if worker.run is not None:
+                    if worker.task is not None:
                         ended(slot, _ended(worker.process.exitcode))
                     del workers[slot]
         for worker in workers.values():
@@ -186,78 +303,37 @@ def train_all(todo: list[runs.Run], jobs: int, log=print) -> None:
             worker.process.join(timeout=30)
             if worker.process.exitcode is None:
                 worker.process.kill()
-        bar.close()
     if failures:
         raise RunsFailed(failures, len(todo))
-
-
-def _drain(news, read) -> None:
-    while True:
-        try:
-            read(news.get_nowait())
-        except queues.Empty:
-            return
-
-
-def _ended(code: int | None) -> str:
-    if code is not None and code < 0:
-        return f"its process was killed by {signal.Signals(-code).name}"
-    return f"its process ended with exit code {code}"
 
 
 # ----------------------------------------------------------------------------- in a training process
 
 
-class _Steps:
-    """Stands in for the run's own progress bar in a training process: sends its steps to the
-    request's bar, at most every REPORT_EVERY seconds."""
-
-    def __init__(self, news, slot: int, total: int, initial: int = 0):
-        self.news, self.slot, self.count, self.sent = news, slot, 0, time.monotonic()
-        news.put(("total", slot, total - initial))
-
-    def update(self, n: int = 1) -> None:
-        self.count += n
-        if time.monotonic() - self.sent >= REPORT_EVERY:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.count:
-            self.news.put(("steps", self.slot, self.count))
-        self.count, self.sent = 0, time.monotonic()
-
-    def set_postfix(self, **_) -> None:
-        pass
-
-    def close(self) -> None:
-        self.flush()
-
-
 def _work(slot: int, threads: int, tasks, news) -> None:
-    """The body of a training process (spawned: a fresh interpreter): train the runs it is sent,
-    one at a time, until it is sent None."""
-    from . import train as training
-
+    """The body of a worker process (spawned: a fresh interpreter): do the tasks it is sent, one at a
+    time, until it is sent None; its bars report to the parent's."""
     _stop_with_parent()
     torch.set_num_threads(threads)
-    # train() draws its bar from its module's progress_bar: here it reports to the parent instead
-    training.progress_bar = lambda desc="", total=None, initial=0, **_: _Steps(news, slot, total, initial)
     saved = os.dup(1), os.dup(2)
 
     def log(message) -> None:
         print(message, flush=True)
         news.put(("log", slot, str(message)))
 
-    while (run := tasks.get()) is not None:
+    while (task := tasks.get()) is not None:
+        run = task.run
         path = run.files.log
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as out:
             for fd in (1, 2):  # all the run's process prints, torch's warnings included, goes to its log
                 os.dup2(out.fileno(), fd)
             print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}, {threads} threads, device "
-                  f"{run.config.device}: run {run.hash}/seed{run.seed} in {run.path}", flush=True)
+                  f"{run.config.device}: {task} in {run.path}", flush=True)
             try:
-                runs.ensure_run(run, log)
+                with reporting_to(_Report(task, news=news, slot=slot)) as report:
+                    task(log)
+                    report.flush()
                 news.put(("done", slot))
             except Exception as e:
                 traceback.print_exc()

@@ -123,37 +123,70 @@ def ensure_all(requests: list[tuple[Config, list[int]]], jobs: int | None = None
     CPU cores, or one per GPU; :mod:`classsel.parallel`). ``jobs=1``, or a single run to train:
     trained here, one after the other. A failed run does not stop the others; once they end,
     :class:`classsel.parallel.RunsFailed` names every failed run, its seed, hash and log."""
-    from . import parallel
+    from .plan import Plan, fulfil
 
-    wanted = [[Run(dataclasses.replace(config, seed=int(s)), int(s)) for s in seeds]
-              for config, seeds in requests]
-    todo = list({(r.hash, r.seed): r for rs in wanted for r in rs if not (r.done and _intact(r))}.values())
-    jobs = parallel.check_jobs(jobs, todo)
-    for run in {r.hash: r for rs in wanted for r in rs}.values():
-        shared = layout.configuration(run.hash)
-        if not shared.exists():
-            shared.parent.mkdir(parents=True, exist_ok=True)
-            ckpt.atomic_write(shared, json.dumps(identity(run.config), indent=2, default=str).encode())
-    if jobs == 1 or len(todo) <= 1:
-        for run in todo:
-            ensure_run(run, log)
-    else:
-        parallel.train_all(todo, jobs, log)
+    plan = Plan()
+    wanted = [plan.train(config, seeds) for config, seeds in requests]
+    fulfil(plan, jobs=jobs, log=log, progress=any(r.config.progress for rs in wanted for r in rs))
     return wanted
 
 
-def ensure_run(run: Run, log=print) -> None:
+def record_configuration(run: Run) -> None:
+    """The identity file shared by every seed of the run's configuration, written once."""
+    shared = layout.configuration(run.hash)
+    if not shared.exists():
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write(shared, json.dumps(identity(run.config), indent=2, default=str).encode())
+
+
+def ensure_run(run: Run, log=print, parent: tuple[Run, int] | None = None) -> None:
     """Make ``run`` finished and intact, under its lock (waiting for another process that holds
-    it): repaired from its checkpoints where it can be, else resumed or trained."""
+    it): repaired from its checkpoints where it can be, else resumed or trained. ``parent``, a
+    finished run and an epoch up to which the two train alike (:func:`classsel.plan.shared_epochs`):
+    a new run starts from the parent's state there instead of from scratch."""
     files = run.files
     with run_lock(files.root, wait=True, log=log):
         if not (run.done and repair(run, log)):
+            if parent is not None and not files.checkpoints() and parent[0].done:
+                branch(run, *parent, log=log)
             partial = bool(files.checkpoints())
             log(f"{'resuming' if partial else 'training'} run {run.hash}/seed{run.seed} in {run.path}")
             train(run.config, files.root, resume=partial, log=log, lock=False)
 
 
-def _intact(run: Run) -> bool:
+def branch(run: Run, parent: Run, epoch: int, log=print) -> bool:
+    """Lay ``parent``'s first ``epoch`` epochs into the new run's folder, as if ``run`` had trained
+    them: its checkpoints and tables up to that point, the last one with the parent's training
+    state and ``run``'s identity. Training on from there gives what training from scratch would,
+    to the bit, when the two runs train alike until then. False (nothing written) when the parent
+    kept no training state at that epoch. Call under ``run``'s lock."""
+    metrics = parent.metrics()
+    at = metrics.loc[metrics.epoch == epoch, "step"]
+    path = parent.files.checkpoint(int(at.iloc[0])) if len(at) else None
+    state = ckpt.load(path) if path is not None and path.exists() else None
+    if state is None or not ckpt.has_training_state(state):
+        log(f"run {parent.hash}/seed{parent.seed} kept no training state at epoch {epoch}: training "
+            f"{run.hash}/seed{run.seed} from the start")
+        return False
+    step, files = state["step"], run.files
+    for folder in files.folders():
+        folder.mkdir(parents=True, exist_ok=True)
+    for earlier in [r["step"] for r in state["rows"]]:
+        for source, target in ((parent.files.si(earlier), files.si(earlier)),
+                               (parent.files.predictions(earlier), files.predictions(earlier))):
+            ckpt.atomic_write(target, source.read_bytes())
+    for earlier, source in parent.files.checkpoints():  # the weights of earlier points (the run's pruning keeps its own)
+        if earlier < step:
+            weights = {k: v for k, v in ckpt.load(source).items() if k not in ckpt.TRAINING_STATE}
+            ckpt.atomic_save({**weights, "identity": identity(run.config)}, files.checkpoint(earlier))
+    ckpt.atomic_save({**state, "identity": identity(run.config)}, files.checkpoint(step))
+    log(f"run {run.hash}/seed{run.seed} trains as run {parent.hash}/seed{parent.seed} until epoch {epoch}: "
+        f"starting from its checkpoint at step {step}")
+    return True
+
+
+def intact(run: Run) -> bool:
+    """Whether a finished run's files match its manifest (sizes; see :func:`classsel.manifest.check`)."""
     return run.files.manifest.exists() and not manifest.check(run.files, _expected(run), full=False)
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import claims, experiments, params, runs
 from .claims import BASELINE
+from .plan import Plan, fulfil
 from .config import CKA_LAYERS, MODULES, REGULARIZED, default_preset
 
 #: Each notebook's parameters cell, as the library's defaults (a test checks the notebooks agree).
@@ -96,46 +97,66 @@ def favour(alpha: float, start: int, stop: int | None, modules=MODULES) -> str:
 
 
 # ----------------------------------------------------------------------------- the six sections
+#
+# Each section is two functions: its plan (the runs of each condition and the analyses it reads,
+# from its parameters alone) and its computation (the tables and claims, from the runs of the plan).
+
+#: Runs that no analysis reads keep only their last checkpoint (a results pack or a branch needs no more).
+UNANALYSED = dict(keep_checkpoints="last")
 
 
-def emergence(p) -> Section:
+def _baseline_plan(p) -> dict[str, dict]:
+    return {BASELINE: {}}
+
+
+def emergence(p, groups) -> Section:
     """Section 4.1 (Figs. 2, 9): the baseline's SI per module and per block over training."""
-    base = experiments.baseline(p.setting, p.seeds)
+    base = groups[BASELINE]
     metrics = runs.load_metrics(base).assign(condition=BASELINE)
     blocks = runs.load_units(base).groupby(["seed", "step", "epoch", "module", "block"], as_index=False)["si"].mean()
-    return Section("01_emergence", {BASELINE: base}, {"metrics": metrics, "si_per_block": blocks},
+    return Section("01_emergence", groups, {"metrics": metrics, "si_per_block": blocks},
                    [claims.emergence(metrics), claims.emergence_per_block(blocks)])
 
 
-def ablation(p) -> Section:
+def _ablation_analyses(p):
+    return [("ablation", p.ablation_epochs, dict(levels=p.levels, draws=p.draws))]
+
+
+def ablation(p, groups) -> Section:
     """Section 4.2 and A.2 (Figs. 3, 8): selective against random ablation over training."""
-    base = experiments.baseline(p.setting, p.seeds)
+    base = groups[BASELINE]
     curves = experiments.ablation_over_training(base, p.ablation_epochs, levels=p.levels, draws=p.draws)
     chance = 1 / experiments.val_loader(base[0])[1]
     # a network at chance has nothing to lose: the early window starts where it is above it
-    return Section("02_ablation", {BASELINE: base}, {"ablation": curves, "auc": claims.auc_difference(curves)},
+    return Section("02_ablation", groups, {"ablation": curves, "auc": claims.auc_difference(curves)},
                    [claims.ablation_early_late(curves, min_accuracy=2 * chance), claims.ablation_final(curves)])
 
 
-def cka(p) -> Section:
+def _cka_analyses(p):
+    return [("cka", p.cka_epochs, dict(layers=tuple(p.layers)))]
+
+
+def cka(p, groups) -> Section:
     """Section 4.3 and A.4 (Figs. 5, 10): CKA between every pair of layers over training."""
-    base = experiments.baseline(p.setting, p.seeds)
-    matrices = experiments.cka_over_training(base, p.cka_epochs, p.layers)
+    matrices = experiments.cka_over_training(groups[BASELINE], p.cka_epochs, p.layers)
     later = [name for name in p.layers[-2:] if name != p.layers[0]]
-    return Section("03_cka", {BASELINE: base}, {"cka": matrices},
+    return Section("03_cka", groups, {"cka": matrices},
                    [claims.cka_early_late(matrices, p.layers[0], later), claims.cka_all_pairs(matrices, p.layers)])
 
 
-def regularize(p) -> Section:
-    """Sections 4.4, 4.5, A.5.1, A.5.3 (Figs. 6, 7, 11, 12, 15): suppressing selectivity from
-    several epochs, at several strengths, and released after the first epochs."""
+def _regularize_plan(p) -> dict[str, dict]:
     asks = {against(p.alpha, s, p.reg_stop): dict(alpha=p.alpha, reg_start=s, reg_stop=p.reg_stop,
                                                   reg_modules=p.modules) for s in p.reg_starts}
     asks |= {against(a): dict(alpha=a, reg_modules=p.modules) for a in p.alphas if a != p.alpha}
     if p.recover_stop is not None:
         asks[against(p.alpha, 0, p.recover_stop)] = dict(alpha=p.alpha, reg_stop=p.recover_stop,
                                                          reg_modules=p.modules)
-    groups = experiments.conditions(p.setting, p.seeds, {BASELINE: {}, **asks})
+    return {BASELINE: {}, **{name: {**fields, **UNANALYSED} for name, fields in asks.items()}}
+
+
+def regularize(p, groups) -> Section:
+    """Sections 4.4, 4.5, A.5.1, A.5.3 (Figs. 6, 7, 11, 12, 15): suppressing selectivity from
+    several epochs, at several strengths, and released after the first epochs."""
     metrics = _metrics(groups)
     starts = [against(p.alpha, s, p.reg_stop) for s in p.reg_starts]
     found = []
@@ -155,45 +176,85 @@ def regularize(p) -> Section:
     return Section("04_regularize", groups, {"metrics": metrics}, found, windows, sets)
 
 
-def promote(p) -> Section:
-    """Section 4.6 and A.5.2 (Figs. 13, 14): regularising in favour of selectivity, with small
-    strengths in every module and (``strong_alpha``) a large one in modules 4-6."""
-    asks, windows = {}, {}
-    for alpha in p.alphas:
-        for start, stop in p.schedules:
-            asks[favour(alpha, start, stop)] = dict(alpha=alpha, reg_start=start, reg_stop=stop, reg_modules=p.modules)
-            windows[favour(alpha, start, stop)] = (start, p.epochs if stop is None else stop)
-    strong = {}
+def _promote_plan(p) -> dict[str, dict]:
+    asks = {favour(alpha, start, stop): dict(alpha=alpha, reg_start=start, reg_stop=stop, reg_modules=p.modules)
+            for alpha in p.alphas for start, stop in p.schedules}
     if p.strong_alpha is not None:
         start, stop = p.schedules[0]
-        name = favour(p.strong_alpha, start, stop, REGULARIZED)
-        strong[name] = dict(alpha=p.strong_alpha, reg_start=start, reg_stop=stop, reg_modules=REGULARIZED)
-        windows[name] = (start, p.epochs if stop is None else stop)
-    groups = experiments.conditions(p.setting, p.seeds, {BASELINE: {}, **asks, **strong})
+        asks[favour(p.strong_alpha, start, stop, REGULARIZED)] = dict(
+            alpha=p.strong_alpha, reg_start=start, reg_stop=stop, reg_modules=REGULARIZED)
+    return {BASELINE: {}, **{name: {**fields, **UNANALYSED} for name, fields in asks.items()}}
+
+
+def promote(p, groups) -> Section:
+    """Section 4.6 and A.5.2 (Figs. 13, 14): regularising in favour of selectivity, with small
+    strengths in every module and (``strong_alpha``) a large one in modules 4-6."""
+    windows = {name: (f["reg_start"], p.epochs if f["reg_stop"] is None else f["reg_stop"])
+               for name, f in _promote_plan(p).items() if name != BASELINE}
+    strong = [favour(p.strong_alpha, *p.schedules[0], REGULARIZED)] if p.strong_alpha is not None else []
+    small = [name for name in windows if name not in strong]
     metrics = _metrics(groups)
-    small = {k: windows[k] for k in asks}
-    found = [claims.promotion(metrics, small, modules=p.modules, figure="Fig. 14", target="fig-05-small")]
+    found = [claims.promotion(metrics, {k: windows[k] for k in small}, modules=p.modules, figure="Fig. 14",
+                              target="fig-05-small")]
     if strong:
         found.append(claims.promotion(metrics, {k: windows[k] for k in strong}, modules=REGULARIZED,
                                       figure="Fig. 13", target="fig-05-strong"))
-    sets = {"small": [BASELINE, *asks], "strong": [BASELINE, *strong]}
+    sets = {"small": [BASELINE, *small], "strong": [BASELINE, *strong]}
     return Section("05_promote", groups, {"metrics": metrics}, found, windows, sets)
 
 
-def class_representation(p) -> Section:
-    """Section 4.7 and A.5.4 (Fig. 16): how many of the predictions fall in the five most
-    predicted classes, with and without the regulariser."""
-    groups = experiments.conditions(p.setting, p.seeds, {
+def _class_representation_plan(p) -> dict[str, dict]:
+    return {
         BASELINE: {},
-        against(p.suppress_alpha): dict(alpha=p.suppress_alpha, reg_modules=REGULARIZED),
+        against(p.suppress_alpha): dict(alpha=p.suppress_alpha, reg_modules=REGULARIZED, **UNANALYSED),
         favour(p.promote_alpha, p.promote_start, p.promote_stop, p.promote_modules): dict(
             alpha=p.promote_alpha, reg_start=p.promote_start, reg_stop=p.promote_stop,
-            reg_modules=p.promote_modules)})
+            reg_modules=p.promote_modules, **UNANALYSED)}
+
+
+def class_representation(p, groups) -> Section:
+    """Section 4.7 and A.5.4 (Fig. 16): how many of the predictions fall in the five most
+    predicted classes, with and without the regulariser."""
     metrics = _metrics(groups)
     counts = pd.concat([runs.load_predictions(rs).assign(condition=n) for n, rs in groups.items()],
                        ignore_index=True)
     return Section("06_class_representation", groups, {"metrics": metrics, "prediction_counts": counts},
                    [claims.class_representation(metrics, early_until=p.early_until)])
+
+
+#: Each section: (its conditions, {name: configuration fields}; the analyses of its baseline runs,
+#: [(kind, epochs, options)]; its computation from the runs).
+SECTIONS = {
+    "emergence": (_baseline_plan, lambda p: [], emergence),
+    "ablation": (_baseline_plan, _ablation_analyses, ablation),
+    "cka": (_baseline_plan, _cka_analyses, cka),
+    "regularize": (_regularize_plan, lambda p: [], regularize),
+    "promote": (_promote_plan, lambda p: [], promote),
+    "class_representation": (_class_representation_plan, lambda p: [], class_representation),
+}
+
+
+def _planned(section: str, p) -> tuple[Plan, dict[str, list[runs.Run]]]:
+    conditions, analyses, _ = SECTIONS[section]
+    found = Plan()
+    groups = {name: found.train(p.setting.config(**fields), p.seeds) for name, fields in conditions(p).items()}
+    for kind, epochs, options in analyses(p):
+        for run in groups[BASELINE]:
+            found.analyse(kind, run, epochs, **options)
+    return found, groups
+
+
+def plan(section: str, p) -> Plan:
+    """The runs and analyses section ``section`` needs with the checked parameters ``p``."""
+    return _planned(section, p)[0]
+
+
+def compute(section: str, p, jobs: int | None = None) -> Section:
+    """The section's tables and claims: its plan fulfilled first (nothing to do when it was, by
+    ``python -m classsel reproduce`` or an earlier run), then read from the run store."""
+    needed, groups = _planned(section, p)
+    fulfil(needed, jobs=jobs)
+    return SECTIONS[section][2](p, groups)
 
 
 def notebook(section: str, ns: dict) -> tuple[SimpleNamespace, Section]:
@@ -204,14 +265,10 @@ def notebook(section: str, ns: dict) -> tuple[SimpleNamespace, Section]:
 
     p = params.check(section, ns)
     figures.setup()
-    result = SECTIONS[section](p)
+    result = compute(section, p)
     result.save(p.out)
     book.glue_text("prov", result.provenance())
     return p, result
-
-
-SECTIONS = {"emergence": emergence, "ablation": ablation, "cka": cka, "regularize": regularize,
-            "promote": promote, "class_representation": class_representation}
 
 
 #: The figure label of each of the paper's six claims (DESIGN: "The paper's claims"); the rest
@@ -223,7 +280,7 @@ MAIN_CLAIMS = {"fig-01-si": 1, "fig-02-auc": 2, "fig-03-cka": 3, "fig-04-acc": 4
 def what_reproduces(preset: str | None = None, **common) -> pd.DataFrame:
     """The "What reproduces" table: every claim of every section at the notebooks' defaults, the
     six main claims first (column ``claim_number``; 0 for an appendix finding)."""
-    table = pd.concat([SECTIONS[s](defaults(s, preset, **common)).summary() for s in SECTIONS], ignore_index=True)
+    table = pd.concat([compute(s, defaults(s, preset, **common)).summary() for s in SECTIONS], ignore_index=True)
     table["claim_number"] = table.target.map(MAIN_CLAIMS).fillna(0).astype(int)
     return table.sort_values(["claim_number"], key=lambda n: n.where(n > 0, 99), kind="stable", ignore_index=True)
 

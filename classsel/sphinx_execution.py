@@ -1,4 +1,9 @@
-"""Sphinx extension: the book's notebook execution waits for kernel messages in short polls.
+"""Sphinx extension: the book's notebooks are executed again when what they read changed, and
+their execution waits for kernel messages in short polls.
+
+Jupyter Book's execution cache keys on a notebook's code cells only: a build with another preset,
+run store or library version would show the cached results of the previous one.
+:func:`key_by_inputs` makes those inputs part of the key.
 
 A book build now and then stalled: every cell of a notebook had run, the kernel was idle, and
 nbclient (in the jupyter-book process) was still waiting on the shell channel for the reply to
@@ -47,6 +52,22 @@ def install() -> None:
         AsyncZMQSocketChannel.get_msg = sliced(AsyncZMQSocketChannel.get_msg)
 
 
+def key_by_inputs(app, config) -> None:
+    """Re-execute the notebooks whenever what they read changed, not only their code
+    (:func:`classsel.book.inputs`): the digest is a configuration value that rebuilds the
+    environment when it changes, and names the execution cache's folder."""
+    from pathlib import Path
+
+    from .book import inputs_digest
+
+    digest = inputs_digest()
+    config.classsel_inputs = digest
+    base = config.nb_execution_cache_path or str(Path(app.outdir).parent / ".jupyter_cache")
+    config.nb_execution_cache_path = str(Path(base) / digest)
+
+
 def setup(app):
     install()
+    app.add_config_value("classsel_inputs", "", "env")
+    app.connect("config-inited", key_by_inputs, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from . import data, manifest, pipeline
-from .config import DATASETS, MODULES, Config, config_hash, identity, keep_epochs
+from .config import DATASETS, MODULES, Config, config_hash, identity, keep_epochs, state_epochs
 from .layout import RunFiles
 from .lockfile import lock_hash
 from .models import build
@@ -151,10 +151,12 @@ def set_up(cfg: Config, world: int = 1) -> Setup:
 def restore(cfg: Config, s: Setup, files: RunFiles, resume: bool, log) -> tuple[int, list[dict]]:
     """The step to start from and the metrics rows so far: a fresh run, or its newest valid checkpoint."""
     found = files.checkpoints()
-    state = ckpt.newest_valid(found, s.device, log) if resume else None
+    state = ckpt.newest_valid(found, s.device, log, resumable=True) if resume else None
     if state is None and found and not resume:
         raise FileExistsError(f"{files.root} already holds a run; pass resume=True (--resume) to continue it")
     if state is None:
+        if found:
+            log(f"{files.root} has no checkpoint with its training state to resume from: training from the start")
         return 0, []
     saved = state["identity"]
     if saved != identity(cfg):
@@ -259,6 +261,7 @@ def _run(cfg: Config, s: Setup, files: RunFiles, resume: bool, rank: int, log) -
                 s.net.train()
     bar.close()
     if rank == 0:
+        _prune(files, keep_epochs(cfg), state_epochs(cfg), s.per_epoch, finished=True)
         manifest.write(files)
         ckpt.atomic_write(files.done, json.dumps({"step": step, "epochs": cfg.epochs}).encode())
     return pd.DataFrame(rows)
@@ -289,7 +292,7 @@ def evaluate_and_save(cfg: Config, s: Setup, files: RunFiles, step: int, tally: 
             files.checkpoint(step),
         )
         ckpt.write_table(pd.DataFrame([*rows, row]), files.metrics)
-        _prune(files, keep_epochs(cfg), s.per_epoch)
+        _prune(files, keep_epochs(cfg), state_epochs(cfg), s.per_epoch)
     return row
 
 
@@ -301,16 +304,32 @@ def write_measurement(files: RunFiles, step: int, epoch: float, result) -> None:
                                    "count": counts.numpy()}), files.predictions(step))
 
 
-def _prune(files: RunFiles, keep, steps_per_epoch: int) -> None:
+#: Checkpoints that keep their training state while the run trains: the newest, and the one before
+#: it (resumed from when the newest is damaged).
+RESUMABLE = 2
+
+
+def _prune(files: RunFiles, keep, state, steps_per_epoch: int, finished: bool = False) -> None:
+    """Remove the checkpoints the run does not keep (``keep``), and drop the training state of those
+    it keeps but no longer needs to train on from (``state``: "all" or epochs; see
+    :func:`classsel.config.state_epochs`): the weights of every analysed point, the optimiser only
+    where a resume or a branch starts."""
     found = files.checkpoints()
-    if keep == "all" or not found:
+    if not found:
         return
     newest = found[-1][0]
     for step, path in found:
-        if step == newest:
-            continue
-        if keep == "last" or step % steps_per_epoch or step // steps_per_epoch not in keep:
+        if step != newest and keep != "all" and (keep == "last" or step % steps_per_epoch
+                                                 or step // steps_per_epoch not in keep):
             path.unlink(missing_ok=True)
+    if state == "all":
+        return
+    found = files.checkpoints()
+    # each evaluation point moves one checkpoint out of the resumable window; the end, all of them
+    leaving = found[-RESUMABLE:] if finished else found[-RESUMABLE - 1:-RESUMABLE]
+    for step, path in leaving:
+        if step % steps_per_epoch or step // steps_per_epoch not in state:
+            ckpt.drop_training_state(path)
 
 
 def _check_finite(first_bad_step: torch.Tensor, out: Path) -> None:
@@ -324,7 +343,7 @@ def _check_finite(first_bad_step: torch.Tensor, out: Path) -> None:
 
 def _progress(cfg: Config, rank: int, total: int, step: int):
     return progress_bar(desc=f"train {cfg.preset} seed {cfg.seed}", total=total, initial=step, unit="step",
-                        enabled=cfg.progress and rank == 0, dynamic_ncols=True)
+                        enabled=cfg.progress and rank == 0, task=True, dynamic_ncols=True)
 
 
 # ----------------------------------------------------------------------------- where it runs

@@ -193,7 +193,7 @@ def test_a_damaged_imported_run_is_set_aside_and_trained_again(imported, monkeyp
     saved = json.loads((folder / "config.json").read_text())
     cfg = from_dict({**saved["config"], "progress": False})
     run = runs.Run(cfg, cfg.seed)
-    assert runs._intact(run)  # without checkpoints
+    assert runs.intact(run)  # without checkpoints
     run.files.si(run.steps()[1]).unlink()
     log = []
     (again,) = runs.ensure(cfg, [cfg.seed], log=log.append)

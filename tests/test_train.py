@@ -27,7 +27,8 @@ def cli(*args, **kw):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke") / "run"
-    metrics = train(resolve("smoke", epochs=3, progress=False), out, log=lambda *a: None)
+    # every checkpoint keeps its training state, so that a damaged newest one can be resumed past
+    metrics = train(resolve("smoke", epochs=3, progress=False, keep_state="all"), out, log=lambda *a: None)
     return out, metrics
 
 
@@ -95,10 +96,23 @@ def test_corrupt_newest_checkpoint_is_reported_and_skipped(smoke_run, tmp_path):
     newest = RunFiles(out).checkpoints()[-1][1]
     newest.write_bytes(newest.read_bytes()[:1000])  # truncated
     messages = []
-    metrics = train(resolve("smoke", epochs=3, progress=False), out, resume=True, log=messages.append)
+    metrics = train(resolve("smoke", epochs=3, progress=False, keep_state="all"), out, resume=True,
+                    log=messages.append)
     assert any("skipping unreadable checkpoint" in m and newest.name in m for m in messages)
     assert any("resuming" in m and "step 20" in m for m in messages)
     pd.testing.assert_frame_equal(metrics.drop(columns=TIMING), ref.drop(columns=TIMING), check_exact=True)
+
+
+def test_training_state_is_kept_only_where_a_run_goes_on_from(tmp_path):
+    """By default a finished run keeps the weights of every evaluation point and the optimiser and RNG
+    state of none; ``keep_state`` epochs keep theirs (a branch starts there)."""
+    for keep, with_state in (("resume", []), ("1,3", [10, 30])):
+        out = tmp_path / keep
+        metrics = train(resolve("smoke", epochs=3, progress=False, keep_state=keep), out, log=lambda *a: None)
+        states = {s: torch.load(p, weights_only=True) for s, p in RunFiles(out).checkpoints()}
+        assert sorted(states) == metrics["step"].tolist()
+        assert [s for s, st in states.items() if ckpt.has_training_state(st)] == with_state
+        assert all({"model", "rows", "step", "identity"} <= set(st) for st in states.values())
 
 
 def test_existing_run_needs_resume(smoke_run):

@@ -1,0 +1,110 @@
+"""Plans: sections' runs and analyses as tasks, united, linked to the runs they branch from, and
+fulfilled; a branched run equals the same run trained from scratch, to the bit."""
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+
+from classsel import plan as P
+from classsel import runs
+from classsel.config import resolve
+from classsel.layout import RunFiles
+
+QUIET = dict(progress=False, epochs=3)
+TIMING = ["train_seconds", "eval_seconds"]
+
+
+def run(seed=0, **fields):
+    cfg = resolve("smoke", **QUIET, **fields)
+    return runs.Run(dataclasses.replace(cfg, seed=seed), seed)
+
+
+def test_shared_epochs_follow_the_regulariser_schedule():
+    base, later = run().config, run(alpha=-5.0, reg_start=2).config
+    assert P.shared_epochs(base, later) == P.shared_epochs(later, base) == 2
+    assert P.shared_epochs(base, base) == 3
+    full, released = run(alpha=-5.0).config, run(alpha=-5.0, reg_stop=1).config
+    assert P.shared_epochs(full, released) == 1
+    assert P.shared_epochs(full, run(alpha=-1.0).config) == 0  # another strength from the first step
+    assert P.shared_epochs(full, run(alpha=-5.0, reg_modules=("layer1",)).config) == 0
+    assert P.shared_epochs(base, run(seed=1).config) == 0  # another seed
+    assert P.shared_epochs(base, run(lr=0.05).config) == 0  # another recipe
+    assert P.shared_epochs(base, run(alpha=-5.0, reg_start=2, keep_checkpoints="last").config) == 2
+
+
+def test_plans_unite_and_link_runs_to_their_parents():
+    base, later, full, released = run(), run(alpha=-5.0, reg_start=2), run(alpha=-5.0), run(alpha=-5.0, reg_stop=1)
+    plan = P.Plan([P.Training(r) for r in (base, later)])
+    plan.update(P.Plan([P.Training(r) for r in (base, full, released)]))  # the baseline asked twice: one task
+    plan.analyse("cka", base)
+    assert len(plan) == 5 and plan.summary() == "4 runs and 1 analyses"
+    linked = {t.key: t for t in plan.linked()}
+    child = linked[P.Training(later).key]
+    assert child.parent[0].hash == base.hash and child.parent[1] == 2
+    assert linked[P.Training(released).key].parent[1] == 1
+    assert linked[P.Training(full).key].parent is None and linked[P.Training(base).key].parent is None
+    # a parent keeps its training state where a child starts, and nothing of its identity changes
+    assert linked[P.Training(base).key].run.config.keep_state == "2"
+    assert linked[P.Training(full).key].run.config.keep_state == "1"
+    assert linked[P.Training(base).key].run.hash == base.hash
+
+
+def test_a_run_asked_twice_keeps_what_either_keeps():
+    plan = P.Plan([P.Training(run(keep_checkpoints="last")), P.Training(run(keep_checkpoints="1"))])
+    assert next(iter(plan)).run.config.keep_checkpoints == "1"
+    plan.add(P.Training(run()))
+    assert next(iter(plan)).run.config.keep_checkpoints == "all"
+
+
+def read(folder):
+    files = RunFiles(folder)
+    metrics = pd.read_csv(files.metrics, float_precision="round_trip").drop(columns=TIMING)
+    tables = {s: (files.si(s).read_bytes(), files.predictions(s).read_bytes()) for s in metrics.step}
+    weights = torch.load(files.checkpoints()[-1][1], weights_only=True)["model"]
+    return metrics, tables, weights
+
+
+@pytest.mark.parametrize("fields", [dict(alpha=-5.0, reg_start=2), dict(alpha=-5.0, reg_stop=1)],
+                         ids=["regularised-later", "released-early"])
+def test_a_branched_run_equals_the_run_trained_from_scratch(fields, tmp_path, monkeypatch):
+    parent_fields = {} if "reg_start" in fields else dict(alpha=-5.0)
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "scratch"))
+    (alone,) = runs.ensure(run(**fields).config, [0], jobs=1, log=lambda *a: None)
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "branched"))
+    log = []
+    plan = P.Plan([P.Training(run(**parent_fields)), P.Training(run(**fields))])
+    P.fulfil(plan, jobs=1, log=log.append, progress=False)
+    assert any("starting from its checkpoint" in m for m in log), log
+    branched = runs.Run(run(**fields).config, 0)
+    assert branched.done and runs.intact(branched)
+    (ma, ta, wa), (mb, tb, wb) = read(alone.path), read(branched.path)
+    pd.testing.assert_frame_equal(ma, mb, check_exact=True)
+    assert ta == tb
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert sorted(RunFiles(alone.path).checkpoints()) != [] and [s for s, _ in RunFiles(alone.path).checkpoints()] \
+        == [s for s, _ in RunFiles(branched.path).checkpoints()]
+
+
+def test_without_the_parents_state_the_run_trains_from_the_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path))
+    (parent,) = runs.ensure(run().config, [0], jobs=1, log=lambda *a: None)  # keeps no training state
+    log = []
+    child = run(alpha=-5.0, reg_start=2)
+    runs.ensure_run(child, log.append, parent=(parent, 2))
+    assert any("kept no training state at epoch 2" in m for m in log) and child.done
+
+
+def test_fulfil_does_only_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path))
+    plan = P.Plan([P.Training(run())])
+    plan.analyse("cka", run(), epochs=[0, 3])
+    assert len(plan.pending()) == 2
+    P.fulfil(plan, jobs=1, log=lambda *a: None, progress=False)
+    assert plan.pending() == []
+    analysed = sorted(p.name for p in (RunFiles(run().path).derived_dir).glob("cka_*.csv"))
+    assert analysed == ["cka_step0.csv", "cka_step30.csv"]
+    log = []
+    P.fulfil(plan, jobs=1, log=log.append, progress=False)
+    assert log == []
