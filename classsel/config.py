@@ -124,7 +124,7 @@ DEFAULT_SEEDS = {
     "smoke": {"default": 2},
     "mnist": {"default": 10, "cka": 6, "regularize": 5, "promote": 5, "class_representation": 5},
     "cifar10": {"default": 3},
-    "imagenet": {"default": 10, "cka": 6, "regularize": 1, "promote": 1, "class_representation": 2},
+    "imagenet": {"default": 10, "cka": 6, "regularize": 5, "promote": 5, "class_representation": 5},
 }
 #: Epochs of the regularisation experiments (paper: to epoch 20).
 REGULARIZE_EPOCHS = {"imagenet": 20}
