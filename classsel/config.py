@@ -40,8 +40,6 @@ CLASS_STATS = ("mean", "sum")
 PIPELINES = ("pil", "tensor")
 MAX_EPOCHS = 10_000
 MAX_SEED = 2**63 - 1
-#: The notebooks, one per paper section.
-SECTIONS = ("emergence", "ablation", "cka", "regularize", "promote", "class_representation")
 
 
 @dataclass
@@ -116,46 +114,12 @@ PRESETS: dict[str, dict] = {
                      eval_batch_size=250, workers=8),
 }
 
-# ----------------------------------------------------------------------------- per-section defaults
-
-#: Seeds per section when a notebook's `seeds` is None (paper: 10 networks for the
-#: ablations, 6 for CKA, 2 for class representation).
-DEFAULT_SEEDS = {
-    "smoke": {"default": 2},
-    "mnist": {"default": 10, "cka": 6, "regularize": 5, "promote": 5, "class_representation": 5},
-    "cifar10": {"default": 3},
-    "imagenet": {"default": 10, "cka": 6, "regularize": 5, "promote": 5, "class_representation": 5},
-}
-#: Epochs of the regularisation experiments (paper: to epoch 20).
-REGULARIZE_EPOCHS = {"imagenet": 20}
-#: Regularisation start epochs compared in notebook 04 (paper, Fig. 7: epochs 0 to 5).
-REGULARIZE_STARTS = {"imagenet": (0, 1, 2, 3, 4, 5), "default": (0, 2)}
-#: Notebook 05's strengths and [start, stop] schedules in favour of selectivity (paper,
-#: Fig. 14: alpha 1 and 5, to epoch 4 or 1); notebook 06 reuses the first of each.
-PROMOTE = {"smoke": ((5.0,), ((0, 1),)), "mnist": ((5.0,), ((0, 2),)),
-           "cifar10": ((5.0,), ((0, 4), (0, 1))), "imagenet": ((1.0, 5.0), ((0, 4), (0, 1)))}
-#: Notebook 04's other strengths from epoch 0 (paper, Figs. 11, 12: alpha -1 to -20).
-REGULARIZE_ALPHAS = {"imagenet": (-1.0, -5.0, -10.0), "default": (-5.0,)}
-#: Notebook 04's released networks: regularised in epochs 0..stop-1 only (paper, Fig. 15: the first 4).
-RECOVER_STOP = {"imagenet": 4, "default": 2}
-#: Notebook 05's large strength in favour of selectivity, modules 4-6 (paper, Fig. 13).
-PROMOTE_STRONG = {"default": 20.0}
 #: Configuration fields a notebook sets through its own parameters, not `overrides`.
 NOTEBOOK_FIELDS = ("preset", "epochs", "data_root", "seed", "alpha", "reg_start", "reg_stop", "reg_modules")
 
 
 def default_preset() -> str:
     return os.environ.get("CLASSSEL_PRESET", "mnist")
-
-
-def default_seeds(preset: str, section: str) -> int:
-    table = DEFAULT_SEEDS.get(preset, {"default": 3})
-    return table.get(section, table["default"])
-
-
-def default_epochs(preset: str, section: str) -> int:
-    epochs = PRESETS[preset].get("epochs", Config.epochs)
-    return REGULARIZE_EPOCHS.get(preset, epochs) if section in ("regularize", "promote") else epochs
 
 
 # ----------------------------------------------------------------------------- checking values
@@ -197,7 +161,11 @@ def _keep(v) -> str:
 
 
 def _keep_state(v) -> str:
-    return v if v in ("resume", "all") else _keep(v)
+    if v in ("resume", "all"):
+        return v
+    if v == "last":
+        raise TypeError
+    return _keep(v)
 
 
 def _int(low: int, high: int | None = None, none: bool = False):

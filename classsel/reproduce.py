@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from . import sections
-from .params import NOTEBOOKS
+from .sections import NOTEBOOKS
 from .plan import Analysis, Plan, Training, fulfil
 
 

@@ -39,6 +39,7 @@ BAD = {
     "workers": [-1, 1000, 1.5, "4", None],
     "pipeline": ["dali", "", None],
     "keep_checkpoints": ["-5", "", "0,-1", "a,b", 1.5, None, "0,9"],
+    "keep_state": ["-5", "", "last", "a,b", 1.5, None, "0,9"],
     "progress": ["yes", 1, None],
 }
 
@@ -96,10 +97,9 @@ def notebook_cases():
 
 @pytest.mark.parametrize("section,name,value", list(notebook_cases()))
 def test_a_bad_notebook_parameter_is_a_clear_error(section, name, value, tmp_path):
-    ns = {**sections.COMMON, **sections.DEFAULTS[section], "preset": "smoke", "out_dir": str(tmp_path / "out"),
-          name: value}
+    ns = {**sections.parameters(section), "preset": "smoke", "out_dir": str(tmp_path / "out"), name: value}
     with pytest.raises(ValueError) as err:
-        P.check(section, ns)
+        sections.check(section, ns)
     assert f"parameter {name}" in str(err.value) or "parameter overrides" in str(err.value), str(err.value)
     assert not (tmp_path / "out").exists()  # nothing written before every parameter is good
 
