@@ -37,9 +37,12 @@ lock: $(UV_STAMP)
 test: setup browser
 	$(PY) -m pytest tests
 
-# The executable paper: runs every notebook on the default preset (embedded MNIST,
-# CPU; cached in runs/ and _build/.jupyter_cache), then renders _build/html.
+# The executable paper on the default preset (embedded MNIST, CPU): first every run and analysis the
+# sections need, in one pool of processes with one progress bar (`python -m classsel reproduce`;
+# interrupted, it goes on where it stopped), then the notebooks, which only read the run store,
+# rendered into _build/html. CLASSSEL_PRESET=smoke for a build in minutes.
 book: setup
+	$(PY) -m classsel reproduce
 	$(VENV)/bin/jupyter-book build book
 
 # The results pack of the run store (runs/, or $CLASSSEL_RUNS): every finished run's results without

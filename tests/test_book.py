@@ -23,12 +23,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    env = {**os.environ, "CLASSSEL_PRESET": "smoke", "CLASSSEL_RUNS": str(out / "runs")}
-    r = build_book(out, env)  # -W: a warning fails the build
-    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
-    return out / "_build" / "html"
+def site(smoke_book):
+    return smoke_book / "_build" / "html"
 
 
 def rendered(path: Path) -> str:

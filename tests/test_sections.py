@@ -58,10 +58,9 @@ def test_a_value_that_looks_like_none_is_not_taken_as_the_default(section, name,
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    store = tmp_path_factory.mktemp("store")
+def table(smoke_store):
     with pytest.MonkeyPatch.context() as m:
-        m.setenv("CLASSSEL_RUNS", str(store))
+        m.setenv("CLASSSEL_RUNS", str(smoke_store))
         yield sections.what_reproduces("smoke", overrides={"progress": False})
 
 
