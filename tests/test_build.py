@@ -9,7 +9,7 @@ from conftest import build_book
 
 from classsel import book
 
-EXECUTED = re.compile(r"Executing notebook using .*?notebooks/(\d\d_\w+)\.ipynb")
+EXECUTED = re.compile(r"notebooks/(\d\d_\w+)\.ipynb: Executing notebook")
 
 
 def executed(log: str) -> list[str]:
