@@ -115,7 +115,10 @@ class Description(ABC):
         out = {}
         for name in names:
             if name in self.layout.modules:
-                out[name] = self.pieces(model, name)[-1]
+                last = self.pieces(model, name)[-1]
+                # a block's output is its unit module's where the units are its whole output
+                # (a VGG block is not itself a module of the network, its ReLU is)
+                out[name] = self.unit_tensor(last)[0] if self.units_are_outputs else last
             elif name in available and name != "":
                 out[name] = available[name]
             else:
