@@ -19,6 +19,8 @@ BAD = {
     "image_size": [0, 7, 5000, 32.0, "224"],
     "arch": ["resnet152", "", "ResNet50", 50, None],
     "width": [0, -8, 8.5, "16", None],
+    "optimizer": ["adam", "SGD", "", None, 1],
+    "warmup_epochs": [-1, -0.5, math.inf, math.nan, "1", None, True],
     "epochs": [0, -1, 10**9, 2.0, "5", None, True],
     "batch_size": [0, -30, 1000, 30.5, "30", None],
     "eval_batch_size": [0, -1, 1.5, "100", None],
