@@ -13,10 +13,8 @@ import json
 import numbers
 import os
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 from . import config as C
-from . import layout
 
 
 @dataclass(frozen=True)

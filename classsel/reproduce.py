@@ -12,7 +12,7 @@ import sys
 
 from . import sections
 from .sections import NOTEBOOKS
-from .plan import Analysis, Plan, Training, fulfil
+from .plan import Plan, Training, fulfil
 
 
 def request(preset: str | None = None, names=None, **common) -> Plan:

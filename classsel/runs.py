@@ -11,7 +11,6 @@ The missing runs of a request, or of many (:func:`ensure_all`), are trained seve
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass

@@ -6,7 +6,6 @@ import math
 import pytest
 
 from classsel import config as C
-from classsel import params as P
 from classsel import sections
 
 ANY_TYPE = [None, True, "x", [], {}, (1, 2), float("nan"), object()]

@@ -1,7 +1,6 @@
 """The book, checked like a reader: built on the smoke preset, opened in headless
 Chromium after its scripts ran (MathJax included)."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -10,7 +9,6 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-from conftest import build_book
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -3,7 +3,6 @@ defaults per preset, and errors that name the parameter."""
 
 import pytest
 
-from classsel import config as C
 from classsel import params as P
 from classsel import sections
 from classsel.config import config_hash, resolve

@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 
 from .. import claims, experiments, runs
-from ..claims import BASELINE
 from ..config import MODULES
 
 #: Runs that no analysis reads keep only their last checkpoint (a results pack or a branch needs no more).
