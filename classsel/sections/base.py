@@ -66,7 +66,7 @@ def against(alpha: float, start: int = 0, stop: int | None = None) -> str:
 def favour(alpha: float, start: int, stop: int | None, modules=MODULES) -> str:
     """The name of a condition regularised in favour of selectivity."""
     where = "" if tuple(modules) == tuple(MODULES) else ", modules " + "-".join(
-        str(claims.PAPER_NUMBER[m]) for m in (modules[0], modules[-1]))
+        str(claims.LAYER_NUMBER[m]) for m in (modules[0], modules[-1]))
     return f"α=+{alpha:g}, {_span(start, stop)}{where}"
 
 
