@@ -40,7 +40,7 @@ def test_the_inputs_digest_follows_preset_store_and_library(tmp_path, monkeypatc
 
 def test_a_rebuild_executes_again_only_what_changed(smoke_book, smoke_store, tmp_path):
     chapters = ["00_what_reproduces", "01_emergence", "02_ablation", "03_cka", "04_regularize", "05_promote",
-                "06_class_representation"]
+                "06_class_representation", "07_architectures"]
     assert executed((smoke_book / "build.log").read_text()) == chapters
     env = {**os.environ, "CLASSSEL_PRESET": "smoke", "CLASSSEL_RUNS": str(smoke_store)}
     again = build_book(smoke_book, env)

@@ -15,17 +15,17 @@ from .. import runs
 from ..claims import BASELINE
 from ..config import default_preset
 from ..plan import Plan, fulfil
-from . import ablation, class_representation, cka, emergence, promote, regularize
+from . import ablation, architectures, class_representation, cka, emergence, promote, regularize
 from .base import Section, against, favour
 from .declaration import Declaration, Param, check as _check, common, parameters_cell, unknown
 
 __all__ = ["SECTIONS", "Declaration", "Param", "Section", "against", "favour", "check", "compute", "defaults",
            "notebook", "parameters", "parameters_cell", "plan", "what_reproduces", "markdown_table", "common"]
 
-#: The six sections, in the paper's order.
+#: The paper's six sections, in its order, and the chapter that asks their questions of other architectures.
 SECTIONS: dict[str, Declaration] = {d.name: d for d in (
     emergence.DECLARATION, ablation.DECLARATION, cka.DECLARATION, regularize.DECLARATION,
-    promote.DECLARATION, class_representation.DECLARATION)}
+    promote.DECLARATION, class_representation.DECLARATION, architectures.DECLARATION)}
 NOTEBOOKS = {name: d.notebook for name, d in SECTIONS.items()}
 
 
@@ -55,9 +55,11 @@ def _planned(section: str, p) -> tuple[Plan, dict[str, list[runs.Run]]]:
     d = SECTIONS[section]
     found = Plan()
     groups = {name: found.train(p.setting.config(**fields), p.seeds) for name, fields in d.conditions(p).items()}
-    for kind, epochs, options in d.analyses(p):
-        for run in groups[BASELINE]:
-            found.analyse(kind, run, epochs, **options)
+    wanted = d.analyses(p)  # [(kind, epochs, options)] of the baseline, or such lists by condition
+    for name, items in (wanted if isinstance(wanted, dict) else {BASELINE: wanted}).items():
+        for kind, epochs, options in items:
+            for run in groups[name]:
+                found.analyse(kind, run, epochs, **options)
     return found, groups
 
 
@@ -137,7 +139,8 @@ def markdown_table(table: pd.DataFrame, digits: int = 3) -> str:
     lines = ["| | Claim | Verdict | Estimate (95% CI) | Seeds | Tested effects agreeing | Effect |",
              "|---|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
-        number = f"{r['claim_number']}" if r["claim_number"] else "appendix"
+        number = f"{r['claim_number']}" if r["claim_number"] else (
+            "other architectures" if r["section"] == "07_architectures" else "appendix")
         link = f"{{ref}}`paper {r['figure']} <{r['target']}>`"  # MyST: the book links to the figure
         estimate = ("— (no seed with a defined effect)" if math.isnan(r["estimate"])
                     else f"{r['estimate']:.{digits}f} ({r['95% CI']})")
