@@ -432,7 +432,10 @@ def bench_book(device, args, repeats):
     from .plan import Plan, Training, fulfil
 
     preset, jobs = args.book_preset, args.jobs
-    with _temporary_store():
+    keep = args.book_store is not None
+    if keep:
+        os.environ["CLASSSEL_RUNS"] = str(Path(args.book_store).resolve())
+    with contextlib.nullcontext() if keep else _temporary_store():
         plan = reproduce.request(preset)
         trainings = Plan([t for t in plan if isinstance(t, Training)])
         costs = {kind: sum(t.cost() for t in plan.linked() if t.kind == kind) for kind in ("train", "ablation", "cka")}
@@ -449,6 +452,7 @@ def bench_book(device, args, repeats):
             seconds["book build (notebooks read only)"] = time.perf_counter() - t0
             if r.returncode:
                 raise RuntimeError(f"the book build failed: {(r.stdout + r.stderr)[-3000:]}")
+        size = sum(f.stat().st_size for f in Path(os.environ["CLASSSEL_RUNS"]).rglob("*") if f.is_file())
     cold = sum(seconds.values())
     print(f"book on {preset}: {len(trainings)} runs ({costs['train']} steps to train), "
           f"{len(plan) - len(trainings)} analyses ({costs['ablation'] + costs['cka']} step-equivalents)")
@@ -456,6 +460,7 @@ def bench_book(device, args, repeats):
         print(f"  {part:<36} {t / 60:7.2f} min")
     ratio = cold / seconds["training"]
     print(f"  {'cold build':<36} {cold / 60:7.2f} min   cold build / training {ratio:5.2f}x   goal <= 1.3x", flush=True)
+    print(f"  run store after the build: {size / 1e9:.2f} GB", flush=True)
     return [{"benchmark": f"book {preset}", "ratio": ratio, **{k: v for k, v in seconds.items()}, "goal": "<= 1.3x"}]
 
 
@@ -494,6 +499,7 @@ def main(argv=None):
     r.add_argument("--jobs", type=int, help="processes of the concurrent side (default: the pool's default)")
     r.add_argument("--rounds", type=int, default=2, help="times each side is measured, in turn (default 2)")
     r.add_argument("--book-preset", default="mnist", help="the book section's preset (default mnist; smoke: minutes)")
+    r.add_argument("--book-store", help="an empty run store to build into and keep (default: a temporary one)")
     args = p.parse_args(argv)
     checked = ("batch", "image_size", "classes", "batches", "pipeline_batches", "runs", "run_epochs", "jobs",
                "rounds")
