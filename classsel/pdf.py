@@ -55,11 +55,7 @@ def print_to_pdf(page: Path, pdf: Path, browser: str) -> Path:
     with tempfile.TemporaryDirectory(prefix="classsel-chromium-") as profile:
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}",
-               # the theme's fonts are file:// URLs next to the page: without this, Chromium
-               # refuses them and prints in a wider fallback font
-               "--allow-file-access-from-files",
-               "--no-pdf-header-footer", "--generate-pdf-document-outline",
+               f"--user-data-dir={profile}", "--no-pdf-header-footer", "--generate-pdf-document-outline",
                f"--virtual-time-budget={SCRIPT_TIME_MS}", f"--print-to-pdf={pdf}", page.resolve().as_uri()]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=CHROMIUM_TIMEOUT)
