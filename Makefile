@@ -46,8 +46,10 @@ book: setup
 	$(VENV)/bin/jupyter-book build book
 
 # The book as a PDF, _build/pdf/classsel.pdf: the book that `make book` built, as one page printed
-# by headless Chromium. It executes no notebook: a book not built, or changed since, is an error.
-pdf: setup browser
+# by headless Chromium ($CHROMIUM, else Debian's chromium, installed by the browser target). It
+# executes no notebook: a book not built, or changed since, is an error.
+pdf: setup
+	@[ -n "$$CHROMIUM" ] || $(MAKE) --no-print-directory browser
 	$(PY) -m classsel.pdf
 
 # The results pack of the run store (runs/, or $CLASSSEL_RUNS): every finished run's results without

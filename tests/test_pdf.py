@@ -233,3 +233,8 @@ def test_names_a_missing_chromium(monkeypatch, tmp_path):
     monkeypatch.delenv("CHROMIUM", raising=False)
     with pytest.raises(book_pdf.PdfError, match="make browser"):
         book_pdf.chromium()
+
+
+def test_the_first_page_links_to_the_pdf(smoke_book):
+    intro = (smoke_book / "_build" / "html" / "intro.html").read_text()
+    assert re.search(r'<a [^>]*href="https://[^"]+/classsel\.pdf"', intro), "book/intro.md names no PDF"
