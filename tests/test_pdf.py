@@ -31,11 +31,14 @@ def state(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def built(smoke_book):
+def built(smoke_book, smoke_store):
     """The PDF of the smoke book, and the run store and execution cache before and after it was made."""
-    watched = [smoke_book / "runs", smoke_book / "_build" / ".jupyter_cache"]
+    watched = [smoke_store, smoke_book / "_build" / ".jupyter_cache"]
     before = [state(w) for w in watched]
-    path = book_pdf.build(ROOT / "book", smoke_book / "_config.yml", smoke_book)
+    with pytest.MonkeyPatch.context() as env:  # the book's own: its execution is keyed on them
+        env.setenv("CLASSSEL_PRESET", "smoke")
+        env.setenv("CLASSSEL_RUNS", str(smoke_store))
+        path = book_pdf.build(ROOT / "book", ROOT / "_config.yml", smoke_book)
     return path, before, [state(w) for w in watched]
 
 
@@ -119,10 +122,10 @@ def rows_not_shown_whole(text: str, table) -> list[str]:
     return missing
 
 
-def test_the_claims_appear_whole_with_their_verdicts(smoke_book, text):
+def test_the_claims_appear_whole_with_their_verdicts(smoke_store, text):
     import pandas as pd
 
-    table = pd.read_csv(smoke_book / "runs" / "results" / "00_what_reproduces" / "what_reproduces.csv")
+    table = pd.read_csv(smoke_store / "results" / "00_what_reproduces" / "what_reproduces.csv")
     assert sorted(table.loc[table["claim_number"] > 0, "claim_number"]) == [1, 2, 3, 4, 5, 6]  # 0: appendix
     assert not rows_not_shown_whole(text, table)
 
@@ -212,17 +215,18 @@ document.getElementById("f").onload = () => setTimeout(() => {{
     assert all(t.endswith("cut=0 overflow=0") for t in tables), tables
 
 
-def test_refuses_to_execute_notebooks_of_a_book_not_built(tmp_path, monkeypatch, smoke_book):
+def test_refuses_to_execute_notebooks_of_a_book_not_built(tmp_path, monkeypatch):
     """A build folder whose Sphinx environment lacks the executed notebooks: the PDF build stops
     before reading (so executing) any of them, and says to build the book first."""
     monkeypatch.setenv("CLASSSEL_PRESET", "smoke")  # were the guard to fail, a smoke run, not the default's
     monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "runs"))
     with pytest.raises(book_pdf.PdfError, match="no built book"):
-        book_pdf.build(ROOT / "book", smoke_book / "_config.yml", tmp_path)
+        book_pdf.build(ROOT / "book", ROOT / "_config.yml", tmp_path)
     (tmp_path / "_build" / ".doctrees").mkdir(parents=True)
     with pytest.raises(book_pdf.PdfError, match=r"refusing to execute .*notebooks/01_emergence.*run `make book`"):
-        book_pdf.build(ROOT / "book", smoke_book / "_config.yml", tmp_path)
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "_build" / "pdf" / "classsel.pdf").exists()
+        book_pdf.build(ROOT / "book", ROOT / "_config.yml", tmp_path)
+    assert not list((tmp_path / "runs").glob("*/seed*")), "a run was trained"
+    assert not (tmp_path / "_build" / "pdf" / "classsel.pdf").exists()
     assert not list((tmp_path / "_build").glob(".jupyter_cache/executed/*"))
 
 
