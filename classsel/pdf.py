@@ -116,9 +116,10 @@ def _refuse_to_execute(app, env, docnames) -> None:
         from sphinx.errors import ExtensionError
 
         raise ExtensionError(
-            f"{REFUSAL} {', '.join(notebooks)}: the PDF prints the executed book, and these notebooks are "
-            f"new, changed or built with another configuration since the book in {app.outdir.parent} was "
-            "built; run `make book` (jupyter-book build book) first")
+            f"{REFUSAL} {', '.join(notebooks)}: the PDF prints the executed book, and these notebooks, or "
+            "what they read (preset, run store, library), are new or changed since the book in "
+            f"{app.outdir.parent} was built, or it was built with another configuration; run `make book` "
+            "(jupyter-book build book) with the same CLASSSEL_PRESET and CLASSSEL_RUNS first")
 
 
 def _title_page(app, pagename, templatename, context, doctree) -> None:
