@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
 UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
 
-.PHONY: setup lock test bench book pack browser clean-venv
+.PHONY: setup lock test bench book pdf pack browser clean-venv
 
 setup: $(STAMP)
 
@@ -44,6 +44,13 @@ test: setup browser
 book: setup
 	$(PY) -m classsel reproduce
 	$(VENV)/bin/jupyter-book build book
+
+# The book as a PDF, _build/pdf/classsel.pdf: the book that `make book` built, as one page printed
+# by headless Chromium ($CHROMIUM, else Debian's chromium, installed by the browser target). It
+# executes no notebook: a book not built, or changed since, is an error.
+pdf: setup
+	@[ -n "$$CHROMIUM" ] || $(MAKE) --no-print-directory browser
+	$(PY) -m classsel.pdf
 
 # The results pack of the run store (runs/, or $CLASSSEL_RUNS): every finished run's results without
 # checkpoints, and the notebooks' results, with checksums. `python -m classsel pack import FILE`
