@@ -19,7 +19,7 @@ PAPER_FIGURES = [2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
 #: The chapters, numbered in the book's order (_toc.yml).
 CHAPTERS = ["What reproduces", "Methods", "Class selectivity rises early", "Selective units matter most early",
             "The early network is close to linear", "Suppressing selectivity early", "Promoting selectivity early",
-            "Tampering with selectivity", "Discussion"]
+            "Tampering with selectivity", "Beyond ResNet-50", "Discussion"]
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make browser installs it)")
 
