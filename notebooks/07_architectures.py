@@ -70,9 +70,7 @@ for i, arch in enumerate(p.archs):
         book.publish(fig, p.out, label)
 
 # %% [markdown]
-# ## The first family
-#
-# Architecture: {glue:md}`arch-a`.
+# ## The first architecture: {glue:md}`arch-a`
 #
 # ```{glue:figure} fig-07-a-si
 # :name: fig-07-a-si
@@ -122,9 +120,7 @@ book.show(r.claim("fig-07-a-cka"))
 book.show(r.claim("fig-07-a-acc"))
 
 # %% [markdown]
-# ## The second family
-#
-# Architecture: {glue:md}`arch-b`.
+# ## The second architecture: {glue:md}`arch-b`
 #
 # ```{glue:figure} fig-07-b-si
 # :name: fig-07-b-si
