@@ -63,8 +63,8 @@ def inputs() -> dict[str, str]:
     # a run's manifest changes with every file it finishes with; an analysis carries its checksum
     state = sorted([*store.glob("*/seed*/MANIFEST.json"), *store.glob("*/seed*/derived/*.sha256")])
     return {"preset": default_preset(), "store": str(store),
-            "runs": f"{len({p.parent for p in store.glob('*/seed*/MANIFEST.json')})} finished runs, "
-                    f"state {digest(state)}",
+            "runs": f"{len({p.parent for p in store.glob('*/seed*/MANIFEST.json')})} finished runs (store state "
+                    f"{digest(state)})",
             "library": digest(sorted(package.rglob("*.py"))), "lock": (lock_hash() or "none")[:12]}
 
 
@@ -83,4 +83,4 @@ def provenance() -> str:
     i = inputs()
     commit = (_git_commit() or "unknown")[:10]
     return (f"This build shows the **{i['preset']}** preset, computed by classsel at commit `{commit}` "
-            f"(library digest `{i['library']}`, lock `{i['lock']}`) from {i['runs']} of its run store.")
+            f"(library digest `{i['library']}`, lock `{i['lock']}`) from {i['runs']}.")
