@@ -193,9 +193,10 @@ class Plan:
         for task in self:
             if isinstance(task, Training):
                 cfg = task.run.config
-                if task.key in keep:
+                if task.key in keep:  # the checkpoint a child starts from, and its training state
                     extra = ",".join(map(str, sorted(keep[task.key])))
-                    cfg = dataclasses.replace(cfg, keep_state=_merge_keep(cfg.keep_state, extra))
+                    cfg = dataclasses.replace(cfg, keep_state=_merge_keep(cfg.keep_state, extra),
+                                              keep_checkpoints=_merge_keep(cfg.keep_checkpoints, extra))
                 task = Training(runs.Run(cfg, task.run.seed), None)
             out.tasks[task.key] = task
         for key, (parent, epoch) in parents.items():

@@ -45,9 +45,11 @@ def test_plans_unite_and_link_runs_to_their_parents():
     assert child.parent[0].hash == base.hash and child.parent[1] == 2
     assert linked[P.Training(released).key].parent[1] == 1
     assert linked[P.Training(full).key].parent is None and linked[P.Training(base).key].parent is None
-    # a parent keeps its training state where a child starts, and nothing of its identity changes
+    # a parent keeps its checkpoint and training state where a child starts, and nothing of its identity changes
     assert linked[P.Training(base).key].run.config.keep_state == "2"
     assert linked[P.Training(full).key].run.config.keep_state == "1"
+    last = P.Plan([P.Training(run(alpha=-5.0, keep_checkpoints="last")), P.Training(released)]).linked()
+    assert next(iter(last)).run.config.keep_checkpoints == "1"  # not only the last checkpoint
     assert linked[P.Training(base).key].run.hash == base.hash
 
 
@@ -69,7 +71,8 @@ def read(folder):
 @pytest.mark.parametrize("fields", [dict(alpha=-5.0, reg_start=2), dict(alpha=-5.0, reg_stop=1)],
                          ids=["regularised-later", "released-early"])
 def test_a_branched_run_equals_the_run_trained_from_scratch(fields, tmp_path, monkeypatch):
-    parent_fields = {} if "reg_start" in fields else dict(alpha=-5.0)
+    # the released run's parent keeps only its last checkpoint, as the sections' regularised runs do
+    parent_fields = {} if "reg_start" in fields else dict(alpha=-5.0, keep_checkpoints="last")
     monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "scratch"))
     (alone,) = runs.ensure(run(**fields).config, [0], jobs=1, log=lambda *a: None)
     monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "branched"))
