@@ -332,18 +332,30 @@ def _record(folder: Path, entries: list[dict]) -> None:
             out.write(json.dumps(entry) + "\n")
 
 
-def job_state(entry: dict, folder: Path) -> str:
-    """"queued", "running" or "ended" for the job of a ledger entry."""
-    if entry["executor"] == "slurm":
-        state = submitit.SlurmJob(folder, entry["job"]).state.split()[0].upper()
-        return "queued" if state in QUEUED else "running" if state in RUNNING or state == "UNKNOWN" else "ended"
-    if entry["executor"] == "submitit-local":  # the job id is the pid of submitit's controller of the job
-        try:
-            command = Path(f"/proc/{entry['job']}/cmdline").read_bytes()
-        except OSError:
-            return "ended"
-        return "running" if b"submitit.local._local" in command else "ended"
-    return "ended"
+def job_states(entries: dict[str, dict]) -> dict[str, str]:
+    """"queued", "running" or "ended" for the job of each ledger entry (by task key); SLURM's states
+    from one call to sacct."""
+    slurm = [e["job"] for e in entries.values() if e["executor"] == "slurm"]
+    if slurm:
+        watcher = submitit.SlurmJob.watcher
+        for job in slurm:
+            watcher.register_job(job)
+        watcher.update()
+    found = {}
+    for key, entry in entries.items():
+        if entry["executor"] == "slurm":
+            # UNKNOWN: sacct does not know the job yet (just submitted), or does not answer
+            state = watcher.get_state(entry["job"], mode="cache").split()[0].upper()
+            found[key] = "queued" if state in QUEUED else "running" if state in RUNNING | {"UNKNOWN"} else "ended"
+        elif entry["executor"] == "submitit-local":  # the job id is the pid of submitit's controller of the job
+            try:
+                command = Path(f"/proc/{entry['job']}/cmdline").read_bytes()
+            except OSError:
+                command = b""
+            found[key] = "running" if b"submitit.local._local" in command else "ended"
+        else:
+            found[key] = "ended"
+    return found
 
 
 def job_log(entry: dict, folder: Path) -> Path:
@@ -376,8 +388,8 @@ def submit(plan: Plan, executor: str, resources: Resources = Resources(), folder
     plan = plan.linked()
     todo = plan.pending()
     seen = ledger(folder)
-    in_flight = {t.key: seen[_key(t)]["job"] for t in todo
-                 if _key(t) in seen and job_state(seen[_key(t)], folder) != "ended"}
+    states = job_states({_key(t): seen[_key(t)] for t in todo if _key(t) in seen})
+    in_flight = {t.key: seen[_key(t)]["job"] for t in todo if states.get(_key(t), "ended") != "ended"}
     groups = arrays([t for t in todo if t.key not in in_flight], in_flight)
     if dry_run or not groups:
         return Submitted(groups, [], in_flight)
@@ -484,12 +496,15 @@ def status(plan: Plan, folder=None) -> list[tuple]:
     and left no error: failed too). A run whose lock another process holds is "running"."""
     folder = Path(folder) if folder is not None else jobs_folder()
     seen = ledger(folder)
+    tasks = list(plan.linked())
+    pending = {t.key for t in tasks if t.pending()}
+    states = job_states({_key(t): seen[_key(t)] for t in tasks if t.key in pending and _key(t) in seen})
     out = []
-    for task in plan.linked():
+    for task in tasks:
         entry = seen.get(_key(task))
-        if not task.pending():
+        if task.key not in pending:
             out.append((task, "done", entry and entry["job"], None))
-        elif entry is not None and (state := job_state(entry, folder)) != "ended":
+        elif entry is not None and (state := states[_key(task)]) != "ended":
             out.append((task, state, entry["job"], None))
         elif isinstance(task, Training) and _locked(task.run):
             out.append((task, "running", entry and entry["job"], None))
