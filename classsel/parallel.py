@@ -307,6 +307,21 @@ def _in_pool(todo: list, jobs: int, log, bar: _Bar) -> None:
         raise RunsFailed(failures, len(todo))
 
 
+def _drain(news, read) -> None:
+    """Read what a process that ended sent before it ended."""
+    while True:
+        try:
+            read(news.get_nowait())
+        except queues.Empty:
+            return
+
+
+def _ended(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"its process was killed by {signal.Signals(-code).name}"
+    return f"its process ended with exit code {code}"
+
+
 # ----------------------------------------------------------------------------- in a training process
 
 
