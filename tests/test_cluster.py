@@ -207,6 +207,31 @@ def test_the_imagenet_dry_run_lists_the_papers_grid_with_its_resources(tmp_path)
     assert lines[-1] == "90 runs and 16 analyses; 106 jobs in " + f"{sum(l.startswith('array ') for l in lines)} arrays to submit"
 
 
+# ----------------------------------------------------------------------------- jobs here
+
+
+def test_a_training_job_of_two_processes_trains_the_run_with_ddp_once(tmp_path, monkeypatch):
+    import json
+
+    import submitit
+
+    from classsel.config import resolve
+
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "store"))  # inherited by the job's processes
+    run = runs.Run(resolve("smoke", epochs=1, progress=False), 0)
+    executor = submitit.AutoExecutor(tmp_path / "jobs", cluster="local")
+    executor.update_parameters(tasks_per_node=2, timeout_min=60)  # two processes, as two GPUs would be
+    job = executor.submit(cluster.Job(Training(run), threads=1))
+    assert job.results() == ["done", "done"]
+    assert run.done and json.loads(run.files.config.read_text())["world_size"] == 2
+    log = run.files.log.read_text()
+    assert log.count("pid ") == 1 and "2 processes" in log and log.count(f"training run {run.hash}/seed0") == 1
+
+    again = executor.submit(cluster.Job(Training(run), threads=1))  # finished: both processes end at once
+    assert again.results() == ["done", "done"]
+    assert run.files.log.read_text().count(f"training run {run.hash}/seed0") == 1
+
+
 # ----------------------------------------------------------------------------- the smoke grid as jobs here
 
 
@@ -230,8 +255,8 @@ def test_the_smoke_grid_as_local_jobs_one_killed_one_preempted_equals_uninterrup
     plan = request("smoke").linked()
     trainings = [t for t in plan if isinstance(t, Training)]
     # killed: a run with analyses and a child; preempted: a run with no parent, trained next to it
-    killed = next(t for t in trainings if any(isinstance(a, Analysis) and a.run == t.run for a in plan)
-                  and any(c.parent and c.parent[0] == t.run for c in trainings) and t.run.seed == 1)
+    killed = next(t for t in trainings if any(isinstance(a, Analysis) and t.key in a.after for a in plan)
+                  and any(t.key in c.after for c in trainings) and t.run.seed == 1)
     preempted = next(t for t in trainings if t.parent is None and t.run.config.alpha != 0 and t.run.seed == 0)
     command = [*CLI, "--preset", "smoke", "--executor", "submitit-local", "--array-parallelism", "2",
                "--cpus-per-task", "1", "--jobs-folder", str(jobs), "--no-progress"]
@@ -251,13 +276,14 @@ def test_the_smoke_grid_as_local_jobs_one_killed_one_preempted_equals_uninterrup
     states = {str(t): (s, log) for t, s, _, log in cluster.status(plan, jobs)}
     assert states[str(killed)][0] == "failed" and states[str(killed)][1].exists()
     for task in plan:  # its analyses failed with it; every other task is done, the preempted run too
-        expected = "failed" if task.run == killed.run else "done"
+        expected = "failed" if task.key == killed.key or killed.key in task.after and isinstance(task, Analysis) \
+            else "done"
         assert states[str(task)][0] == expected, (str(task), states[str(task)])
     assert "resuming" in preempted.run.files.log.read_text()  # requeued by submitit, resumed from its checkpoint
 
     again = subprocess.run(command, env=env_with(store), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
-    n = 1 + sum(isinstance(t, Analysis) and t.run == killed.run for t in plan)
+    n = 1 + sum(isinstance(t, Analysis) and killed.key in t.after for t in plan)
     assert f"{n} jobs to submit" in again.stderr, again.stderr
     assert f"resuming run {killed.run.hash}/seed1" in killed.run.files.log.read_text()
     assert {s for _, s, _, _ in cluster.status(plan, jobs)} == {"done"}
