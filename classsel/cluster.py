@@ -150,10 +150,11 @@ class Job(submitit.helpers.Checkpointable):
         threads = self.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0")) or None
         if threads:
             torch.set_num_threads(threads)
+        threads = torch.get_num_threads()
         with _run_log(self.task, rank == 0) as log:
             if rank == 0:
                 log(f"{time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}, job {env.job_id if env else '-'}, "
-                    f"{world} process{'es' * (world > 1)}, {torch.get_num_threads()} threads: {self.task} "
+                    f"{world} process{'es' * (world > 1)}, {threads} thread{'s' * (threads > 1)}: {self.task} "
                     f"in {self.task.run.path}")
             if world > 1 and isinstance(self.task, Training):
                 _train_in_group(self.task, log)
