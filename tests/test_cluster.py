@@ -232,6 +232,23 @@ def test_a_training_job_of_two_processes_trains_the_run_with_ddp_once(tmp_path, 
     assert run.files.log.read_text().count(f"training run {run.hash}/seed0") == 1
 
 
+def test_the_debug_executor_runs_the_jobs_in_this_process_and_a_second_submission_finds_them_done(
+        tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "store"))
+    plan = request("smoke", ["ablation"])
+    threads = torch.get_num_threads()
+    try:
+        done = cluster.submit(plan, "debug", Resources(cpus_per_task=1), tmp_path / "jobs", log=lambda m: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(t.key for g in done.groups for t in g.tasks) == sorted(t.key for t in plan.linked())
+    assert [r[1] for r in cluster.status(plan, tmp_path / "jobs")] == ["done"] * len(plan)
+    assert len(cluster.ledger(tmp_path / "jobs")) == len(plan)
+    assert cluster.submit(plan, "debug", Resources(), tmp_path / "jobs").groups == []
+
+
 # ----------------------------------------------------------------------------- the smoke grid as jobs here
 
 
