@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 UV := $(VENV)/bin/uv
 UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
 
-.PHONY: setup lock test bench book pack browser clean-venv
+.PHONY: setup lock test bench book pdf pack browser clean-venv
 
 setup: $(STAMP)
 
@@ -37,10 +37,20 @@ lock: $(UV_STAMP)
 test: setup browser
 	$(PY) -m pytest tests
 
-# The executable paper: runs every notebook on the default preset (embedded MNIST,
-# CPU; cached in runs/ and _build/.jupyter_cache), then renders _build/html.
+# The executable paper on the default preset (embedded MNIST, CPU): first every run and analysis the
+# sections need, in one pool of processes with one progress bar (`python -m classsel reproduce`;
+# interrupted, it goes on where it stopped), then the notebooks, which only read the run store,
+# rendered into _build/html. CLASSSEL_PRESET=smoke for a build in minutes.
 book: setup
+	$(PY) -m classsel reproduce
 	$(VENV)/bin/jupyter-book build book
+
+# The book as a PDF, _build/pdf/classsel.pdf: the book that `make book` built, as one page printed
+# by headless Chromium ($CHROMIUM, else Debian's chromium, installed by the browser target). It
+# executes no notebook: a book not built, or changed since, is an error.
+pdf: setup
+	@[ -n "$$CHROMIUM" ] || $(MAKE) --no-print-directory browser
+	$(PY) -m classsel.pdf
 
 # The results pack of the run store (runs/, or $CLASSSEL_RUNS): every finished run's results without
 # checkpoints, and the notebooks' results, with checksums. `python -m classsel pack import FILE`

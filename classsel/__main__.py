@@ -52,6 +52,10 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--batch-size", type=_integer)
     o.add_argument("--lr", type=_number)
     o.add_argument("--lr-step", type=_integer, help="divide the learning rate by 10 every N epochs")
+    o.add_argument("--optimizer", choices=["sgd", "adamw"],
+                   help="sgd with momentum (the paper's) or adamw (a transformer's; the ViTs' default)")
+    o.add_argument("--warmup-epochs", type=_number, help="raise the learning rate linearly from 0 over these epochs")
+    o.add_argument("--weight-decay", type=_number)
     o.add_argument("--alpha", type=_number, help="regulariser strength; < 0 suppresses selectivity")
     o.add_argument("--reg-start", type=_integer, help="first regularised epoch (0 = from the start)")
     o.add_argument("--reg-stop", type=_integer, help="first epoch no longer regularised")

@@ -1,7 +1,7 @@
 """Ablation: zero units and measure how accuracy falls (paper section 3.3, Figs. 3 and 8).
 
-A unit is one output channel of a residual block, after the residual add and the final
-ReLU. For a module, the same number ``k`` of units is zeroed in every block of it, in
+A unit is its architecture family's (a ResNet's: one output channel of a residual block,
+after the residual add and the final ReLU; :mod:`classsel.architectures`). For a module, the same number ``k`` of units is zeroed in every block of it, in
 each block's SI order (most selective first) or in a random order (the control);
 top-1 accuracy on the evaluation set divided by the unablated accuracy gives a curve
 over ``k``, and its area (AUC) is the sum of the normalised accuracies.
@@ -9,7 +9,8 @@ over ``k``, and its area (AUC) is the sum of the normalised accuracies.
 The reference, :func:`classsel.ablation_reference.ablation_curve_naive`, runs one full
 forward pass of the loader per level with :func:`ablate`'s hooks. :func:`ablation_curve`
 returns the same numbers from one pass over the loader: the network before the ablated
-module and the module's first block (whose output is only masked) run once per batch,
+module, and the module's first block where its units are its output (which is then only
+masked), run once per batch,
 the unablated pass is shared by every module and ``k = 0`` level, levels that zero the
 same units (every level with ``k`` = all units) run once, and on the CPU several levels
 run stacked into one larger batch. The numbers are equal because each sample meets the same operations
@@ -29,16 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .config import MODULES, PAPER_NUMBER, check_modules
-from .models import (
-    Block,
-    bottlenecks,
-    device_of,
-    evaluating,
-    forward_hooks,
-    head,
-    stem,
-)
+from .models import Block, describe, device_of, evaluating, forward_hooks
 from .progress import progress_bar
 
 ORDERS = ("selective", "random")
@@ -59,7 +51,7 @@ def _check_units(model: nn.Module, units: Mapping) -> dict[str, tuple[Block, tor
     """Validate ``{block name: channel indices}``; returns the blocks and index tensors."""
     if not isinstance(units, Mapping):
         raise ValueError(f"units must map block names to channel indices, got {type(units).__name__}")
-    blocks = {b.name: b for b in bottlenecks(model)}
+    blocks = {b.name: b for b in describe(model).blocks(model)}
     checked = {}
     for name, index in units.items():
         if name not in blocks:
@@ -85,10 +77,10 @@ def _check_units(model: nn.Module, units: Mapping) -> dict[str, tuple[Block, tor
 
 @contextmanager
 def ablate(model: nn.Module, units: Mapping[str, Sequence[int] | torch.Tensor]):
-    """Zero the output channels ``units[name]`` of each named residual block, e.g. ``{"layer2.1": [0, 5]}``.
+    """Zero the units ``units[name]`` of each named block, e.g. ``{"layer2.1": [0, 5]}``.
 
-    Forward hooks return a copy of the block output with those channels set to 0, so
-    gradients still flow through the other channels. The hooks go when the block exits.
+    Forward hooks return a copy of the tensor that holds the block's units with those set
+    to 0, so gradients still flow through the other units. The hooks go when the block exits.
     """
     checked = _check_units(model, units)
     index = {}
@@ -101,7 +93,7 @@ def ablate(model: nn.Module, units: Mapping[str, Sequence[int] | torch.Tensor]):
         idx = index[name]
         if idx.device != output.device:
             idx = idx.to(output.device)
-        return output.index_fill(1, idx, 0.0)
+        return output.index_fill(checked[name][0].unit_dim, idx, 0.0)
 
     with forward_hooks({name: checked[name][0].block for name in index}, zero):
         yield model
@@ -139,9 +131,10 @@ def unit_order(
     return out
 
 
-def draw_generator(seed: int, module: str, draw: int) -> torch.Generator:
-    """Generator of random draw ``draw`` for ``module``: independent streams per (seed, module, draw)."""
-    state = np.random.SeedSequence([int(seed), PAPER_NUMBER[module], int(draw)]).generate_state(1, np.uint64)[0]
+def draw_generator(seed: int, number: int, draw: int) -> torch.Generator:
+    """Generator of random draw ``draw`` for the module of paper number ``number``: independent
+    streams per (seed, module, draw)."""
+    state = np.random.SeedSequence([int(seed), int(number), int(draw)]).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(state) & (2**63 - 1))
 
 
@@ -158,7 +151,8 @@ class Level:
     order: str
     draw: int
     k: int
-    units: int  # channels per block
+    units: int  # units per block
+    number: int  # the paper's number of the module
 
 
 @dataclass
@@ -205,11 +199,12 @@ def plan(
 ) -> Plan:
     """The levels of :func:`ablation_curve` and the unit orders behind them.
 
-    ``module``: one name (``layer1``..``layer4``) or several; ``ks``: counts per block,
+    ``module``: one name (a ResNet's ``layer1``..``layer4``) or several; ``ks``: counts per block,
     one list for every module or ``{module: counts}``, default :func:`default_ks`.
     ``selective`` has one draw (0); ``random`` has ``draws`` draws from ``seed``.
     """
-    modules = check_modules(module)
+    description = describe(model)
+    modules = description.check_modules(module, "module")
     if isinstance(orders, str):
         orders = (orders,)
     orders = tuple(dict.fromkeys(check_order(o) for o in orders))
@@ -219,7 +214,7 @@ def plan(
         raise ValueError(f"draws must be a positive integer, got {draws!r}")
     if not isinstance(si, Mapping):
         raise ValueError(f"si must map block names to SI tensors (SelectivityResult.si), got {type(si).__name__}")
-    blocks = {m: bottlenecks(model, m) for m in modules}
+    blocks = {m: description.blocks(model, m) for m in modules}
     levels, unit_orders = [], {}
     for m in modules:
         channels = {b.channels for b in blocks[m]}
@@ -237,9 +232,9 @@ def plan(
         ks_m = _check_ks(ks, m, units)
         for order in orders:
             for draw in range(1 if order == "selective" else int(draws)):
-                gen = draw_generator(seed, m, draw) if order == "random" else None
+                gen = draw_generator(seed, blocks[m][0].number, draw) if order == "random" else None
                 unit_orders[(m, order, draw)] = unit_order(module_si, order, gen)
-                levels.extend(Level(m, order, draw, k, units) for k in ks_m)
+                levels.extend(Level(m, order, draw, k, units, blocks[m][0].number) for k in ks_m)
     return Plan(blocks=blocks, levels=levels, orders=unit_orders)
 
 
@@ -250,7 +245,7 @@ def curve_frame(levels: list[Level], correct: list[int], samples: int, base_corr
     df = pd.DataFrame(
         {
             "module": [lv.module for lv in levels],
-            "number": [PAPER_NUMBER[lv.module] for lv in levels],
+            "number": [lv.number for lv in levels],
             "order": [lv.order for lv in levels],
             "draw": [lv.draw for lv in levels],
             "k": [lv.k for lv in levels],
@@ -288,11 +283,12 @@ def auc(curves: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
 class _ModuleWork:
     """What one ablated module computes per batch."""
 
-    layer: nn.Sequential
-    later: list[nn.Module]  # the modules after it
-    masks: torch.Tensor  # [levels, blocks, channels] bool: True = zeroed; unique, k > 0, not constant
+    pieces: list[nn.Module]  # its blocks as they run
+    blocks: list[Block]  # their units
+    later: list[nn.Module]  # every block after it
+    masks: torch.Tensor  # [levels, blocks, units] bool: True = zeroed; unique, k > 0, not constant
     slots: torch.Tensor  # [levels] counter slot of each row of masks
-    constant_slot: int | None  # slot of the levels that zero the whole last block
+    constant_slot: int | None  # slot of the levels that zero the whole output of the last block
 
 
 def ablation_curve(
@@ -323,9 +319,11 @@ def ablation_curve(
     another convolution algorithm for another batch size.
     """
     p = plan(model, module, si, ks, orders, draws, seed)
+    description = describe(model)
     device = device_of(model, device)
     if stack is not None and (isinstance(stack, bool) or not isinstance(stack, int) or stack < 1):
         raise ValueError(f"stack must be a positive integer or None, got {stack!r}")
+    pieces = {m: description.pieces(model, m) for m in description.layout.modules}
 
     # Counter slots: 0 = unablated (every k = 0 level); then one per distinct ablation.
     slot_of_level = []
@@ -338,7 +336,7 @@ def ablation_curve(
             if level.k == 0:
                 slot_of_level.append(0)
                 continue
-            if level.k == level.units:
+            if level.k == level.units and description.units_are_outputs:
                 # The module's output is all zeros, whatever the earlier blocks did.
                 if constant_slot is None:
                     constant_slot, n_slots = n_slots, n_slots + 1
@@ -354,9 +352,11 @@ def ablation_curve(
                 slots.append(keys[key])
             slot_of_level.append(keys[key])
         units = blocks[0].channels
+        later = description.layout.modules[description.layout.modules.index(m) + 1:]
         work[m] = _ModuleWork(
-            layer=getattr(model, m),
-            later=[getattr(model, n) for n in MODULES[MODULES.index(m) + 1 :]],
+            pieces=pieces[m],
+            blocks=blocks,
+            later=[piece for n in later for piece in pieces[n]],
             masks=(torch.stack(masks) if masks else torch.zeros(0, len(blocks), units, dtype=torch.bool)).to(device),
             slots=torch.tensor(slots, dtype=torch.long, device=device),
             constant_slot=constant_slot,
@@ -365,31 +365,35 @@ def ablation_curve(
     correct = torch.zeros(n_slots, dtype=torch.long, device=device)
     samples = 0
     constant_pred: dict[tuple, torch.Tensor] = {}
+    shared_first = description.units_are_outputs
     with evaluating(model), torch.inference_mode():
         for images, labels in progress_bar(loader, "ablation", enabled=progress, leave=False):
             x = images.to(device, non_blocking=True)
             y = labels.to(device, non_blocking=True)
             samples += len(y)
-            h = stem(model, x)
-            for name in MODULES:
-                layer = getattr(model, name)
-                if name not in work:
-                    h = layer(h)
-                    continue
-                h = layer[0](h)
-                _ablated_levels(model, work[name], h, y, correct, constant_pred, stack)
-                for block in layer[1:]:
-                    h = block(h)
-            correct[0] += (head(model, h).argmax(dim=1) == y).sum()
+            h = description.stem(model, x)
+            for name, module_pieces in pieces.items():
+                rest = module_pieces
+                if name in work:
+                    if shared_first:
+                        h, rest = module_pieces[0](h), module_pieces[1:]
+                    _ablated_levels(description, model, name, work[name], h, shared_first, y, correct,
+                                    constant_pred, stack)
+                for piece in rest:
+                    h = piece(h)
+            correct[0] += (description.head(model, h).argmax(dim=1) == y).sum()
 
     counts = correct.cpu().tolist()  # the one sync
     return curve_frame(p.levels, [counts[s] for s in slot_of_level], samples, counts[0])
 
 
 def _ablated_levels(
+    description,
     model: nn.Module,
+    name: str,
     w: _ModuleWork,
-    first: torch.Tensor,
+    start: torch.Tensor,
+    shared_first: bool,
     y: torch.Tensor,
     correct: torch.Tensor,
     constant_pred: dict,
@@ -397,36 +401,60 @@ def _ablated_levels(
 ) -> None:
     """Count correct predictions of every ablation of one module for one batch.
 
-    ``first`` is the unmasked output of the module's block 0, shared by all levels.
+    ``start`` is the unmasked output of the module's block 0, shared by all levels, when
+    ``shared_first`` (the block's units are its output); else the module's input.
     """
-    n, c, hh, ww = first.shape
+    n = start.shape[0]
     if w.constant_slot is not None:
         # The rest of the network sees zeros; its prediction is computed once per batch
         # shape, on a zero batch of that shape, as the reference computes it.
-        key = (id(w.layer), tuple(first.shape))
+        key = (name, tuple(start.shape))
         if key not in constant_pred:
-            z = torch.zeros_like(first)
+            z = torch.zeros_like(start)
             for later in w.later:
                 z = later(z)
-            constant_pred[key] = head(model, z).argmax(dim=1)
+            constant_pred[key] = description.head(model, z).argmax(dim=1)
         correct[w.constant_slot] += (constant_pred[key] == y).sum()
 
     levels = w.masks.shape[0]
     if levels == 0:
         return
     if stack is None:
-        stack = max(1, STACK_ELEMENTS // first.numel()) if first.device.type == "cpu" else 1
+        stack = max(1, STACK_ELEMENTS // start.numel()) if start.device.type == "cpu" else 1
     if n < 2:
         stack = 1  # a batch of one takes other kernels than a larger batch
-    zero = torch.zeros((), dtype=first.dtype, device=first.device)
-    for start in range(0, levels, stack):
-        masks = w.masks[start : start + stack]  # [g, blocks, c]
+    first = 1 if shared_first else 0
+    index = {b.name: j for j, b in enumerate(w.blocks)}
+    unit_dim = w.blocks[0].unit_dim
+    group: list[torch.Tensor] = []
+
+    def zero(block: str, output: torch.Tensor) -> None:
+        # In place, under inference mode: the output of each of g stacked levels loses its units.
+        g = group[0].shape[0]
+        output.view(g, n, *output.shape[1:]).masked_fill_(_per_level(group[0][:, index[block]], output, unit_dim), 0.0)
+
+    for begin in range(0, levels, stack):
+        masks = w.masks[begin : begin + stack]  # [g, blocks, units]
         g = masks.shape[0]
-        z = torch.where(masks[:, 0].view(g, 1, c, 1, 1), zero, first.unsqueeze(0)).view(g * n, c, hh, ww)
-        for j, block in enumerate(w.layer[1:], start=1):
-            z = block(z)
-            z.view(g, n, c, hh, ww).masked_fill_(masks[:, j].view(g, 1, c, 1, 1), 0.0)
+        group[:] = [masks]
+        if shared_first:
+            zeros = torch.zeros((), dtype=start.dtype, device=start.device)
+            z = torch.where(_per_level(masks[:, 0], start, unit_dim), zeros, start.unsqueeze(0))
+        else:
+            z = start.unsqueeze(0).expand(g, *start.shape)
+        z = z.reshape(g * n, *start.shape[1:])
+        with forward_hooks({b.name: b.block for b in w.blocks[first:]}, zero):
+            for piece in w.pieces[first:]:
+                z = piece(z)
         for later in w.later:
             z = later(z)
-        hits = (head(model, z).argmax(dim=1).view(g, n) == y).sum(dim=1)
-        correct.index_add_(0, w.slots[start : start + g], hits)
+        hits = (description.head(model, z).argmax(dim=1).view(g, n) == y).sum(dim=1)
+        correct.index_add_(0, w.slots[begin : begin + g], hits)
+
+
+def _per_level(mask: torch.Tensor, output: torch.Tensor, unit_dim: int) -> torch.Tensor:
+    """``[g, units]`` masks shaped to broadcast over ``[g, n, ...]`` views of a unit tensor
+    ``output`` ``[n, ...]`` whose units lie on axis ``unit_dim``."""
+    shape = [mask.shape[0]] + [1] * output.dim()
+    shape[1 + unit_dim] = mask.shape[1]
+    return mask.view(shape)

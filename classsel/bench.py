@@ -420,11 +420,55 @@ def bench_runs(device, args, repeats):
              "b_ms": many / args.runs * 1e3, "goal": ">= 1.5x"}]
 
 
+def bench_book(device, args, repeats):
+    """The cold build of the book on a preset, in its three parts measured in one run, in a store of its
+    own: the plan's training, its analyses, then the book build, whose notebooks only read. Prints each
+    part's wall time and the ratio of the whole cold build to its training (same ``jobs``)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from . import reproduce
+    from .plan import Plan, Training, fulfil
+
+    preset, jobs = args.book_preset, args.jobs
+    keep = args.book_store is not None
+    if keep:
+        os.environ["CLASSSEL_RUNS"] = str(Path(args.book_store).resolve())
+    with contextlib.nullcontext() if keep else _temporary_store():
+        plan = reproduce.request(preset)
+        trainings = Plan([t for t in plan if isinstance(t, Training)])
+        costs = {kind: sum(t.cost() for t in plan.linked() if t.kind == kind) for kind in ("train", "ablation", "cka")}
+        seconds = {}
+        for part, tasks in (("training", trainings), ("analyses", plan)):
+            t0 = time.perf_counter()
+            fulfil(tasks, jobs=jobs, progress=False, log=lambda *a: None)
+            seconds[part] = time.perf_counter() - t0
+        with tempfile.TemporaryDirectory(prefix="classsel-book-") as out:
+            jb = shutil.which("jupyter-book", path=os.path.dirname(sys.executable)) or "jupyter-book"
+            t0 = time.perf_counter()
+            r = subprocess.run([jb, "build", "book", "--path-output", out], cwd=Path(__file__).resolve().parents[1],
+                               env={**os.environ, "CLASSSEL_PRESET": preset}, capture_output=True, text=True)
+            seconds["book build (notebooks read only)"] = time.perf_counter() - t0
+            if r.returncode:
+                raise RuntimeError(f"the book build failed: {(r.stdout + r.stderr)[-3000:]}")
+        size = sum(f.stat().st_size for f in Path(os.environ["CLASSSEL_RUNS"]).rglob("*") if f.is_file())
+    cold = sum(seconds.values())
+    print(f"book on {preset}: {len(trainings)} runs ({costs['train']} steps to train), "
+          f"{len(plan) - len(trainings)} analyses ({costs['ablation'] + costs['cka']} step-equivalents)")
+    for part, t in seconds.items():
+        print(f"  {part:<36} {t / 60:7.2f} min")
+    ratio = cold / seconds["training"]
+    print(f"  {'cold build':<36} {cold / 60:7.2f} min   cold build / training {ratio:5.2f}x   goal <= 1.3x", flush=True)
+    print(f"  run store after the build: {size / 1e9:.2f} GB", flush=True)
+    return [{"benchmark": f"book {preset}", "ratio": ratio, **{k: v for k, v in seconds.items()}, "goal": "<= 1.3x"}]
+
+
 SECTIONS = {"measure": bench_measure, "regularizer": bench_regularizer, "cka": bench_cka, "ablation": bench_ablation,
             "memory": bench_memory}
 GPU_SECTIONS = {"imagenet": bench_imagenet, "pipeline": bench_pipeline}
 #: Sections that train whole runs (minutes), run only when asked for with --only.
-RUN_SECTIONS = {"runs": bench_runs}
+RUN_SECTIONS = {"runs": bench_runs, "book": bench_book}
 
 
 def main(argv=None):
@@ -454,6 +498,8 @@ def main(argv=None):
     r.add_argument("--run-epochs", type=int, default=1, help="epochs of each run (default 1)")
     r.add_argument("--jobs", type=int, help="processes of the concurrent side (default: the pool's default)")
     r.add_argument("--rounds", type=int, default=2, help="times each side is measured, in turn (default 2)")
+    r.add_argument("--book-preset", default="mnist", help="the book section's preset (default mnist; smoke: minutes)")
+    r.add_argument("--book-store", help="an empty run store to build into and keep (default: a temporary one)")
     args = p.parse_args(argv)
     checked = ("batch", "image_size", "classes", "batches", "pipeline_batches", "runs", "run_epochs", "jobs",
                "rounds")

@@ -39,22 +39,24 @@ def show(markdown: str) -> None:
 # ----------------------------------------------------------------------------- what a build shows
 
 
+def digest(paths) -> str:
+    """A short hash of the names and contents of ``paths``."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(str(path).encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def inputs() -> dict[str, str]:
     """What the book's computed pages depend on besides their code cells: the preset the notebooks
     default to, the run store (its folder and the state of its runs and analyses), the library's
     source and the locked environment. A build executes its notebooks again when any of these changed
     (:mod:`classsel.sphinx_execution`)."""
-    import hashlib
-
     from . import layout
     from .config import default_preset
     from .lockfile import lock_hash
-
-    def digest(paths) -> str:
-        h = hashlib.sha256()
-        for path in paths:
-            h.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
-        return h.hexdigest()[:12]
 
     package = Path(__file__).resolve().parent
     store = layout.store().resolve()
@@ -81,4 +83,4 @@ def provenance() -> str:
     i = inputs()
     commit = (_git_commit() or "unknown")[:10]
     return (f"This build shows the **{i['preset']}** preset, computed by classsel at commit `{commit}` "
-            f"(library digest `{i['library']}`, lock `{i['lock']}`) from {i['runs']} in the run store.")
+            f"(library digest `{i['library']}`, lock `{i['lock']}`) from {i['runs']} of its run store.")

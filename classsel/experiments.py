@@ -9,7 +9,7 @@ import pandas as pd
 
 from . import ablation, cka, data, runs
 from .checkpoint import atomic_write
-from .config import CKA_LAYERS, MODULES, keep_epochs
+from .config import CKA_LAYERS, keep_epochs, layout
 from .manifest import sha256
 from .params import Setting
 from .progress import progress_bar
@@ -115,13 +115,15 @@ def over_training(all_runs, epochs, name, compute, desc: str, progress: bool = T
     return pd.concat(tables, ignore_index=True)
 
 
-def ablation_over_training(all_runs, epochs, modules=MODULES, levels: int = 6, draws: int = 2,
+def ablation_over_training(all_runs, epochs, modules=None, levels: int = 6, draws: int = 2,
                            progress: bool = True) -> pd.DataFrame:
-    """Ablation curves of every module at every chosen checkpoint of every run (Fig. 3)."""
+    """Ablation curves of ``modules`` (None: every module of the run's architecture) at every chosen
+    checkpoint of every run (Fig. 3)."""
     def compute(run, step):
         si = run.si(step)
-        ks = {m: ablation.default_ks(len(si[f"{m}.0"]), levels) for m in modules}
-        return ablation.ablation_curve(run.model(step), val_loader(run)[0], list(modules), si, ks=ks, draws=draws,
+        chosen = layout(run.config.arch).modules if modules is None else modules
+        ks = {m: ablation.default_ks(len(si[f"{m}.0"]), levels) for m in chosen}
+        return ablation.ablation_curve(run.model(step), val_loader(run)[0], list(chosen), si, ks=ks, draws=draws,
                                        seed=run.seed)
 
     return over_training(all_runs, epochs, ablation_name(levels, draws), compute, "ablation", progress)

@@ -15,11 +15,11 @@ import seaborn as sns
 
 from . import claims
 from .ablation import ORDERS
-from .config import MODULES, PAPER_NUMBER
 
-MODULE_LABELS = {m: f"module {PAPER_NUMBER[m]}" for m in MODULES}
-LAYER_LABELS = claims.LAYER_LABELS  # modules 4-7 and "FC"
-PALETTE = dict(zip(MODULE_LABELS.values(), sns.color_palette("viridis", 4)))
+#: Every family's modules as the paper's "module 4".."module 7", and the logits as "FC".
+MODULE_LABELS = {m: label for m, label in claims.LAYER_LABELS.items() if m in claims.LAYER_NUMBER}
+LAYER_LABELS = claims.LAYER_LABELS
+PALETTE = dict(zip([f"module {n}" for n in (4, 5, 6, 7)], sns.color_palette("viridis", 4)))
 LAYER_PALETTE = {**PALETTE, "FC": "0.3"}
 CI = ("ci", 95)
 N_BOOT = 1000  # bootstrap resamples per shade (seaborn's default); resampled with a fixed seed
@@ -38,12 +38,18 @@ def setup() -> None:
 
 
 def si_long(metrics: pd.DataFrame, id_vars=("epoch", "step", "seed")) -> pd.DataFrame:
-    """metrics' si_layerN columns as rows with a ``module`` label ("module 6")."""
-    cols = [f"si_{m}" for m in MODULES]
+    """metrics' si_<module> columns as rows with a ``module`` label ("module 6")."""
+    cols = [f"si_{m}" for m in _modules(metrics)]
     keep = [c for c in metrics.columns if c not in cols]
     long = metrics.melt(id_vars=keep, value_vars=cols, var_name="module", value_name="mean SI")
     long["module"] = long["module"].str.removeprefix("si_").map(MODULE_LABELS)
     return long
+
+
+def _modules(metrics: pd.DataFrame) -> list[str]:
+    """The modules whose mean SI ``metrics`` holds (``si_<module>`` columns with values), in order 4-7."""
+    return claims.modules_in(c.removeprefix("si_") for c in metrics.columns
+                             if c.startswith("si_") and metrics[c].notna().any())
 
 
 def si_over_training(metrics: pd.DataFrame, ax=None, title="Mean class selectivity per module"):
@@ -69,7 +75,7 @@ def si_grid(metrics: pd.DataFrame, hue: str, title: str):
     """One panel per module, one line per condition (a seaborn FacetGrid)."""
     long = si_long(metrics)
     g = sns.relplot(data=long, x="epoch", y="mean SI", hue=hue, col="module", kind="line", **ci_shades(),
-                    marker="o", markersize=3, height=3, aspect=1.1, col_order=list(MODULE_LABELS.values()))
+                    marker="o", markersize=3, height=3, aspect=1.1, col_order=[MODULE_LABELS[m] for m in _modules(metrics)])
     g.set_titles("{col_name}")
     g.set_axis_labels("epoch", SI_LABEL)
     g.figure.suptitle(title, y=1.04)
@@ -157,9 +163,10 @@ def _conditions(metrics: pd.DataFrame, conditions: Sequence[str] | None) -> tupl
 
 def _si_panels(metrics: pd.DataFrame, order: list[str], fig=None, shade=None):
     """One panel per module (4-7): mean SI over epochs, one line per condition."""
-    fig, axes = _panels(len(MODULES), fig=fig)
+    labels = [MODULE_LABELS[m] for m in _modules(metrics)]
+    fig, axes = _panels(len(labels), fig=fig)
     long = si_long(metrics)
-    for ax, label in zip(axes, MODULE_LABELS.values()):
+    for ax, label in zip(axes, labels):
         sns.lineplot(data=long[long.module == label], x="epoch", y="mean SI", hue="condition",
                      hue_order=order,
                      **ci_shades(), marker="o", markersize=3, ax=ax)
@@ -222,12 +229,12 @@ def ablation_curves(ablation: pd.DataFrame) -> pd.DataFrame:
     return curves
 
 
-def fig3(ablation: pd.DataFrame, modules: Sequence[str] = MODULES):
+def fig3(ablation: pd.DataFrame, modules: Sequence[str] | None = None):
     """Left: the area under the ablation curves over training, selective against random
     order; right: the curves themselves, one line per checkpoint. One column per module
     here (the paper shows modules 4-6). Reads ablation: seed, epoch, module, number, order,
     draw, k, fraction, normalized."""
-    labels = [MODULE_LABELS[m] for m in modules]
+    labels = [MODULE_LABELS[m] for m in (claims.modules_in(ablation.module.unique()) if modules is None else modules)]
     areas = claims.auc_difference(ablation).melt(id_vars=["seed", "epoch", "module"], value_vars=list(ORDERS),
                                                  var_name="order", value_name="auc")
     areas["module"] = areas["module"].map(MODULE_LABELS)
@@ -305,8 +312,9 @@ def fig8(ablation: pd.DataFrame):
     one panel per module."""
     curves = ablation_curves(ablation)
     final = curves[curves.epoch == curves.epoch.max()]
-    fig, axes = _panels(len(MODULES))
-    for ax, label in zip(axes, MODULE_LABELS.values()):
+    labels = [MODULE_LABELS[m] for m in claims.modules_in(ablation.module.unique())]
+    fig, axes = _panels(len(labels))
+    for ax, label in zip(axes, labels):
         sns.lineplot(data=final[final.module == label], x="fraction", y="normalized", hue="order",
                      hue_order=list(ORDERS), **ci_shades(), marker="o", markersize=4, ax=ax)
         ax.set(title=label, xlabel="fraction ablated per block", ylabel="normalised accuracy")
@@ -318,8 +326,9 @@ def fig9(units: pd.DataFrame):
     """Mean SI of every bottleneck block over training, one panel per module, one line per block.
     Reads units: seed, epoch, module, block, si."""
     blocks = units.groupby(["seed", "epoch", "module", "block"], as_index=False)["si"].mean()
-    fig, axes = _panels(len(MODULES))
-    for ax, (module, label) in zip(axes, MODULE_LABELS.items()):
+    modules = claims.modules_in(blocks.module.unique())
+    fig, axes = _panels(len(modules))
+    for ax, (module, label) in zip(axes, ((m, MODULE_LABELS[m]) for m in modules)):
         sel = blocks[blocks.module == module]
         sns.lineplot(data=sel, x="epoch", y="si", hue="block", palette="crest", **ci_shades(), ax=ax,
                      legend="full")
@@ -333,7 +342,7 @@ def fig10(cka: pd.DataFrame, layers: Sequence[str] | None = None):
     ``layers``: None, every layer of the table in network order."""
     names = [x for x in LAYER_LABELS if x in set(cka.a)] if layers is None else list(layers)
     pairs = _pairs(cka[cka.a.isin(names) & cka.b.isin(names)])
-    references = [LAYER_LABELS[x] for x in names if x != "fc"]
+    references = [LAYER_LABELS[x] for x in names if x in MODULE_LABELS]
     fig, axes = _panels(len(references))
     for ax, reference in zip(axes, references):
         sns.lineplot(data=pairs[pairs.reference == reference], x="epoch", y="cka", hue="other",

@@ -1,15 +1,15 @@
 """Many tasks at once: the runs and analyses of a request (:mod:`classsel.plan`) done by a pool of
 processes.
 
-``jobs`` worker processes, started with ``spawn`` (so it works from a Jupyter kernel),
-each do tasks one after another as they are handed out, a task once those it comes after ended. On a CPU each gets its share of
-the cores (``torch.set_num_threads(cores // jobs)``); with GPUs each gets one device. For
-each run a process does exactly what the run store does in-process
-(:func:`classsel.runs.ensure_run`: the run's lock, repair, resume), writes what it prints
-to the run's log beside the run's folder, and sends its steps to the request's one
-progress bar. A run that fails (an error, or its process killed) does not stop the others;
-when they end, :class:`RunsFailed` names every failed run. The processes end when the one
-that started them does, leaving their runs to be resumed.
+``jobs`` worker processes, started with ``spawn`` (so it works from a Jupyter kernel), each do
+tasks one after another as they are handed out, a task once those it comes after have ended. On a
+CPU each gets its share of the cores (``torch.set_num_threads(cores // jobs)``); with GPUs each
+gets one device. A task does in its process exactly what it does in-process (a run: its lock,
+repair, resume or branch, :func:`classsel.runs.ensure_run`), writes what it prints to the run's
+log beside the run's folder, and reports to the request's one progress bar. A task that fails
+(an error, or its process killed) does not stop the others; when they end, :class:`RunsFailed`
+names every failed one. The processes end when the one that started them does, leaving their
+runs to be resumed.
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from . import runs
-from .config import train_size
 from .progress import progress_bar, reporting_to
 
 #: How often a training process sends its step count (seconds), and the parent looks for news.
@@ -307,8 +305,10 @@ def _in_pool(todo: list, jobs: int, log, bar: _Bar) -> None:
         raise RunsFailed(failures, len(todo))
 
 
+# ----------------------------------------------------------------------------- in a training process
+
+
 def _drain(news, read) -> None:
-    """Read what a process that ended sent before it ended."""
     while True:
         try:
             read(news.get_nowait())
@@ -320,9 +320,6 @@ def _ended(code: int | None) -> str:
     if code is not None and code < 0:
         return f"its process was killed by {signal.Signals(-code).name}"
     return f"its process ended with exit code {code}"
-
-
-# ----------------------------------------------------------------------------- in a training process
 
 
 def _work(slot: int, threads: int, tasks, news) -> None:

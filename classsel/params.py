@@ -1,4 +1,4 @@
-"""A notebook's parameters, checked in one call where they enter: :func:`check`.
+"""The checks of notebook parameters (each section's declaration, :mod:`classsel.sections`, uses them).
 
 papermill passes ``-p seeds "[0, 1]"`` as text: lists and dicts given as text are
 parsed first. Every error names the parameter, its value and what is accepted. Fields
@@ -13,10 +13,8 @@ import json
 import numbers
 import os
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 from . import config as C
-from . import layout
 
 
 @dataclass(frozen=True)
@@ -33,11 +31,6 @@ class Setting:
                                          **fields})
 
 
-NOTEBOOKS = {"emergence": "01_emergence", "ablation": "02_ablation", "cka": "03_cka",
-             "regularize": "04_regularize", "promote": "05_promote",
-             "class_representation": "06_class_representation"}
-
-
 def parse_text(value):
     """A list or dict that papermill's ``-p`` passed as its text, parsed; anything else as is."""
     if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
@@ -49,7 +42,7 @@ def parse_text(value):
     return value
 
 
-def _bad(name: str, value, accepted: str) -> ValueError:
+def bad(name: str, value, accepted: str) -> ValueError:
     return ValueError(f"parameter {name}={value!r} is not valid: expected {accepted}")
 
 
@@ -58,11 +51,11 @@ def number(name: str, value, low: float | None = None, high: float | None = None
     negative suppresses selectivity, notebook 04; positive promotes it, notebook 05)."""
     value = C.check_field("alpha", value, f"parameter {name}")
     if sign and value * sign <= 0:
-        raise _bad(name, value, f"a {'negative' if sign < 0 else 'positive'} number here (a negative strength "
+        raise bad(name, value, f"a {'negative' if sign < 0 else 'positive'} number here (a negative strength "
                                 "suppresses selectivity: notebook 04_regularize; a positive one promotes it: "
                                 "notebook 05_promote)")
     if (low is not None and value <= low) or (high is not None and value >= high):
-        raise _bad(name, value, f"a number between {low} and {high} (exclusive)")
+        raise bad(name, value, f"a number between {low} and {high} (exclusive)")
     return value
 
 
@@ -72,7 +65,7 @@ def integer(name: str, value, low: int = 0, high: int | None = None, allow_none:
                 and (high is None or value <= high))
     if not ok:
         upper = f"..{high}" if high is not None else " or more"
-        raise _bad(name, value, f"{'None or ' if allow_none else ''}an integer {low}{upper}")
+        raise bad(name, value, f"{'None or ' if allow_none else ''}an integer {low}{upper}")
     return None if value is None else int(value)
 
 
@@ -80,7 +73,7 @@ def as_list(name: str, values, accepted: str) -> list:
     """``values`` (or its papermill text) as a non-empty list, else an error naming ``name``."""
     values = parse_text(values)
     if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__iter__") or not list(values):
-        raise _bad(name, values, accepted)
+        raise bad(name, values, accepted)
     return list(values)
 
 
@@ -103,7 +96,7 @@ def epochs_list(name: str, values, epochs: int) -> list[float]:
     """Epochs (fractions allowed) within the run."""
     values = numbers_(name, values)
     if not all(0 <= e <= epochs for e in values):
-        raise _bad(name, values, f"epochs from 0 to epochs={epochs}")
+        raise bad(name, values, f"epochs from 0 to epochs={epochs}")
     return values
 
 
@@ -111,7 +104,7 @@ def pair(name: str, value, epochs: int) -> tuple[int, int | None]:
     """A regularisation schedule [start, stop] with 0 <= start < stop <= epochs (stop None: to the end)."""
     value = parse_text(value)
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise _bad(name, value, f"a pair [start, stop] with 0 <= start < stop <= epochs={epochs} "
+        raise bad(name, value, f"a pair [start, stop] with 0 <= start < stop <= epochs={epochs} "
                                 f"(papermill: -y '{name}: [0, 1]')")
     start = integer(f"{name}[0]", value[0], 0, epochs - 1)
     return start, integer(f"{name}[1]", value[1], start + 1, epochs, allow_none=True)
@@ -123,14 +116,20 @@ def pairs(name: str, values, epochs: int) -> list[tuple[int, int | None]]:
     return list(dict.fromkeys(pair(f"{name}[{i}]", p, epochs) for i, p in enumerate(values)))
 
 
-def seeds(value, preset: str, section: str) -> list[int]:
+def seeds(value, default: int) -> list[int]:
+    """Seeds from ``value``: None (the first ``default``), a count, or a list of seeds."""
     value = parse_text(value)
     if value is None:
-        return list(range(C.default_seeds(preset, section)))
+        return list(range(default))
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return list(range(integer("seeds", value, 1, 10_000)))
     value = as_list("seeds", value, "None, a count, or a list of seeds")
     return list(dict.fromkeys(integer(f"seeds[{i}]", s, 0, C.MAX_SEED) for i, s in enumerate(value)))
+
+
+def is_zero(value) -> bool:
+    """Whether ``value`` is the number 0 (a strength that turns a condition off), False not included."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
 
 
 def overrides(value) -> dict:
@@ -140,7 +139,7 @@ def overrides(value) -> dict:
         return {}
     accepted = [f for f in C.FIELDS if f not in C.NOTEBOOK_FIELDS]
     if not isinstance(value, dict):
-        raise _bad("overrides", value, f"None or a dict of configuration fields from {accepted} "
+        raise bad("overrides", value, f"None or a dict of configuration fields from {accepted} "
                                        "(papermill: -y 'overrides: {image_size: 128}')")
     for key, v in value.items():
         if key in C.NOTEBOOK_FIELDS or key not in C.FIELDS:
@@ -153,12 +152,11 @@ def overrides(value) -> dict:
 
 def setting(preset, epochs, data_root, overrides_) -> Setting:
     preset = C.check_field("preset", preset, "parameter preset")
-    epochs = C.default_epochs(preset, "default") if epochs is None else epochs
     data_root = C.check_field("data_root", data_root, "parameter data_root")
     fields = overrides(overrides_)
     dataset = fields.get("dataset", C.PRESETS[preset].get("dataset", C.Config.dataset))
     if dataset != "mnist5k" and (data_root is None or not os.path.isdir(str(data_root))):
-        raise _bad("data_root", data_root, f"the folder of the {dataset} data of preset {preset!r}")
+        raise bad("data_root", data_root, f"the folder of the {dataset} data of preset {preset!r}")
     result = Setting(preset, integer("epochs", epochs, 1, C.MAX_EPOCHS),
                      None if data_root is None else str(data_root), fields)
     try:
@@ -166,79 +164,3 @@ def setting(preset, epochs, data_root, overrides_) -> Setting:
     except ValueError as e:
         raise ValueError(f"parameter overrides={fields!r} is not valid: {e}") from None
     return result
-
-
-def _defaults_for(preset: str, epochs: int) -> SimpleNamespace:
-    """The preset's per-section defaults, fitted to the run's epochs."""
-    starts = C.REGULARIZE_STARTS.get(preset, C.REGULARIZE_STARTS["default"])
-    alphas, schedules = C.PROMOTE[preset]
-    fitted = [(start, min(stop, epochs)) for start, stop in schedules if start < epochs]
-    def pick(table):
-        return table.get(preset, table["default"])
-
-    return SimpleNamespace(reg_starts=sorted({min(s, epochs - 1) for s in starts}),
-                           reg_alphas=list(pick(C.REGULARIZE_ALPHAS)),
-                           recover_stop=min(pick(C.RECOVER_STOP), epochs - 1) if epochs > 1 else None,
-                           promote_alphas=list(alphas), promote_schedules=list(dict.fromkeys(fitted)),
-                           promote_strong=pick(C.PROMOTE_STRONG))
-
-
-def ablation_epochs(preset: str, epochs: int) -> list[float]:
-    """Notebook 02's default checkpoints: early points, every 10th epoch and the last."""
-    grid = {"imagenet": list(range(11)), "mnist": [0.65, 0.8, 1, 2], "smoke": [0.2]}.get(
-        preset, [0, 0.125, 0.25, 0.5, 1, 2])
-    return sorted({e for e in grid + list(range(10, epochs, 10)) if e < epochs} | {epochs})
-
-
-def check(section: str, ns: dict) -> SimpleNamespace:
-    """A notebook's parameters, read by name from its namespace ``ns``, checked.
-
-    Returns them in canonical form with ``setting`` (the runs' shared configuration),
-    ``out`` (the results folder) and the section's defaults filled in."""
-    if section not in NOTEBOOKS:
-        raise ValueError(f"section={section!r} is not valid: expected one of {list(NOTEBOOKS)}")
-    preset = C.check_field("preset", ns["preset"] or C.default_preset(), "parameter preset")
-    long = section in ("regularize", "promote", "class_representation")
-    epochs = ns["epochs"] if ns["epochs"] is not None else C.default_epochs(preset, "regularize" if long else section)
-    s = setting(preset, epochs, ns["data_root"], ns["overrides"])
-    p = SimpleNamespace(preset=preset, seeds=seeds(ns["seeds"], preset, section), epochs=s.epochs, setting=s)
-    d = _defaults_for(preset, s.epochs)
-    if section == "ablation":
-        p.ablation_epochs = (ablation_epochs(preset, s.epochs) if ns["ablation_epochs"] is None
-                             else epochs_list("ablation_epochs", ns["ablation_epochs"], s.epochs))
-        p.levels = integer("levels", ns["levels"], 2)
-        p.draws = integer("draws", ns["draws"], 1)
-    elif section == "cka":
-        p.cka_epochs = None if ns["cka_epochs"] is None else epochs_list("cka_epochs", ns["cka_epochs"], s.epochs)
-        layers = as_list("layers", ns["layers"], f"a list of at least two of {list(C.CKA_LAYERS)}")
-        if len(set(layers)) < 2 or not set(layers) <= set(C.CKA_LAYERS):
-            raise _bad("layers", layers, f"a list of at least two of {list(C.CKA_LAYERS)}")
-        p.layers = [name for name in C.CKA_LAYERS if name in layers]
-    elif section == "regularize":
-        p.alpha = number("alpha", ns["alpha"], sign=-1)
-        p.reg_starts = integers("reg_starts", d.reg_starts if ns["reg_starts"] is None else ns["reg_starts"],
-                                0, s.epochs - 1)
-        p.reg_stop = integer("reg_stop", ns["reg_stop"], 1, s.epochs, allow_none=True)
-        p.modules = modules("modules", ns["modules"])
-        alphas = d.reg_alphas if ns["alphas"] is None else parse_text(ns["alphas"])
-        p.alphas = [] if alphas == [] else numbers_("alphas", alphas, sign=-1)
-        # recover_stop: None is the preset's (Fig. 15); 0 runs no released networks
-        stop = d.recover_stop if ns["recover_stop"] is None else ns["recover_stop"]
-        p.recover_stop = integer("recover_stop", stop, 0, s.epochs - 1, allow_none=True) or None
-    elif section == "promote":
-        p.alphas = numbers_("alphas", d.promote_alphas if ns["alphas"] is None else ns["alphas"], sign=+1)
-        p.schedules = pairs("schedules", d.promote_schedules if ns["schedules"] is None else ns["schedules"],
-                            s.epochs)
-        p.modules = modules("modules", ns["modules"])
-        strong = d.promote_strong if ns["strong_alpha"] is None else ns["strong_alpha"]
-        p.strong_alpha = None if strong == 0 else number("strong_alpha", strong, sign=+1)
-    elif section == "class_representation":
-        p.suppress_alpha = number("suppress_alpha", ns["suppress_alpha"], sign=-1)
-        p.promote_alpha = number("promote_alpha", ns["promote_alpha"], sign=+1)
-        # notebook 05's first default schedule, so that its runs are reused
-        schedule = d.promote_schedules[0] if ns["promote_schedule"] is None else ns["promote_schedule"]
-        p.promote_start, p.promote_stop = pair("promote_schedule", schedule, s.epochs)
-        p.promote_modules = modules("promote_modules", ns["promote_modules"])
-        p.early_until = number("early_until", ns["early_until"], low=0, high=s.epochs)
-    p.out = layout.results(NOTEBOOKS[section], ns["out_dir"])  # created once every parameter is good
-    return p

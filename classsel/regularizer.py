@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import REGULARIZED, check_field
-from .models import bottlenecks, forward_hooks
-from .selectivity import EPS, selectivity_index, unit_activations
+from .config import check_field
+from .models import describe, forward_hooks
+from .selectivity import EPS, selectivity_index
 
 
 
@@ -64,22 +64,25 @@ class SelectivityRegularizer:
         self,
         model: nn.Module,
         num_classes: int,
-        modules=REGULARIZED,
+        modules=None,
         class_stat: str = "mean",
         eps: float = EPS,
     ):
+        """``modules``: default the model family's regularised modules (the paper's 4-6)."""
         class_stat = check_field("class_stat", class_stat)
-        self.blocks = bottlenecks(model, modules)
+        description = describe(model)
+        self.blocks = description.blocks(model, description.layout.regularized if modules is None else modules)
         self.num_classes = num_classes
         self.class_stat = class_stat
         self.eps = eps
         self.module_of = {b.name: b.module for b in self.blocks}
+        self._activations = {b.name: b.activations for b in self.blocks}
         self.acts: dict[str, torch.Tensor] = {}
         self._hooks = forward_hooks({b.name: b.block for b in self.blocks}, self._record)
 
     def _record(self, name: str, output: torch.Tensor) -> None:
         # float32 statistics also under bf16 autocast: SI divides nearly equal numbers.
-        acts = unit_activations(output)
+        acts = self._activations[name](output)
         self.acts[name] = acts.to(torch.promote_types(acts.dtype, torch.float32))
 
     def __enter__(self):

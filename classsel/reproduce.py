@@ -14,8 +14,8 @@ import sys
 
 from . import cluster, sections
 from .cluster import EXECUTORS, Resources
-from .params import NOTEBOOKS
-from .plan import Analysis, Plan, Training, fulfil
+from .plan import Plan, Training, fulfil
+from .sections import NOTEBOOKS
 
 #: The options that set the jobs' resources (:class:`classsel.cluster.Resources`).
 RESOURCES = tuple(f.name for f in dataclasses.fields(Resources))

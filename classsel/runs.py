@@ -11,7 +11,6 @@ The missing runs of a request, or of many (:func:`ensure_all`), are trained seve
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from . import checkpoint as ckpt
 from . import data, layout, manifest
 from .config import Config, config_hash, identity
 from .layout import RunFiles
-from .models import build
+from .models import build, describe
 from .train import run_lock, train, write_measurement
 
 
@@ -100,8 +99,8 @@ class Run:
 def _model(cfg: Config, weights: dict, device="cpu") -> torch.nn.Module:
     """The network of ``weights`` on ``device``, in eval mode and in the memory format its run was
     trained and evaluated in (the last bits of an analysis depend on it)."""
-    model = build(cfg.arch, weights["fc.weight"].shape[0], width=cfg.width,
-                  in_channels=weights["conv1.weight"].shape[1])
+    shape = describe(cfg.arch).shape_of(weights)
+    model = build(cfg.arch, shape.pop("num_classes"), width=cfg.width, **shape)
     model.load_state_dict(weights)
     model = model.to(device).eval()
     if cfg.uses_channels_last(torch.device(device).type):
@@ -251,7 +250,7 @@ def _measure_again(run: Run, problems, checkpoints: dict, final: int, log) -> No
     for step in sorted({s for p in problems if (s := _step_of(p.path)) is not None}):
         log(f"measuring step {step} of {run.path} again from its checkpoint")
         model = _model(run.config, ckpt.load(checkpoints[step])["model"])
-        result = measure(model, val, model.fc.out_features)
+        result = measure(model, val, describe(model).num_classes(model))
         write_measurement(files, step, float(rows.set_index("step").loc[step, "epoch"]), result)
 
 

@@ -1,7 +1,7 @@
 """Class selectivity index (paper eq. 1) and its exact streaming measurement.
 
-A unit is one output channel of a residual block; its activation for an image is the
-spatial mean of that channel. :func:`measure` runs a labelled loader once and
+A unit and its activation for an image are its architecture family's (a ResNet's: one
+output channel of a residual block, its spatial mean; :mod:`classsel.architectures`). :func:`measure` runs a labelled loader once and
 accumulates per-class sums and counts in float64, so the class means are exact (no
 running averages), and reduces them across ranks under ``torch.distributed``.
 """
@@ -15,8 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .config import MODULES
-from .models import Block, bottlenecks, device_of, evaluating, forward_hooks
+from .models import Block, describe, device_of, evaluating, forward_hooks
 from .progress import progress_bar
 
 EPS = 1e-6
@@ -51,11 +50,6 @@ def selectivity_index(
     mu_rest = (total - mu_max) / (n - 1).clamp(min=1)
     si = (mu_max - mu_rest) / (mu_max + mu_rest + eps)
     return torch.where(n >= 2, si, torch.zeros_like(si))
-
-
-def unit_activations(output: torch.Tensor) -> torch.Tensor:
-    """A unit's activation per image: the spatial mean of its channel, ``[N, C]``."""
-    return output.mean(dim=(2, 3)) if output.dim() == 4 else output
 
 
 def check_labels(labels: torch.Tensor, num_classes: int) -> None:
@@ -148,17 +142,18 @@ def measure(
     loader: DataLoader,
     num_classes: int,
     device=None,
-    modules=MODULES,
+    modules=None,
     progress: bool = False,
 ) -> SelectivityResult:
     """Class means of every block's units, SI, accuracy and prediction counts, in one pass.
 
     ``num_classes`` must be the model's number of outputs. Exact under ``torch.distributed``:
     sums and counts are all-reduced and the samples a ``DistributedSampler`` repeats to pad
-    its shards are left out.
+    its shards are left out. ``modules``: default all four of the model's family.
     """
     device = device_of(model, device)
-    blocks = bottlenecks(model, modules)
+    blocks = describe(model).blocks(model, modules)
+    by_name = {b.name: b for b in blocks}
     sums = {b.name: torch.zeros(num_classes, b.channels, dtype=torch.float64, device=device) for b in blocks}
     counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
     pred_counts = torch.zeros(num_classes, dtype=torch.float64, device=device)
@@ -167,7 +162,7 @@ def measure(
     labels_dev: torch.Tensor | None = None
 
     def record(name, output):
-        acts = unit_activations(output)
+        acts = by_name[name].activations(output)
         if keep is not None:
             acts = acts[keep]
         sums[name].index_add_(0, labels_dev, acts.to(torch.float64))

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint as ckpt
-from . import data, manifest, pipeline
-from .config import DATASETS, MODULES, Config, config_hash, identity, keep_epochs, state_epochs
+from . import data, manifest, pipeline, recipe
+from .config import DATASETS, Config, config_hash, identity, input_side, keep_epochs, layout, state_epochs
 from .layout import RunFiles
 from .lockfile import lock_hash
 from .models import build
@@ -97,6 +97,7 @@ class Setup:
     net: torch.nn.Module  # the model, wrapped in DDP under torchrun
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
+    per_step: bool  # the schedule steps after every training step, not at the end of each epoch
     reg: SelectivityRegularizer
     train_loader: torch.utils.data.DataLoader
     val_loader: torch.utils.data.DataLoader
@@ -120,11 +121,12 @@ def set_up(cfg: Config, world: int = 1) -> Setup:
                          f"training images of {cfg.dataset}")
     classes = train_ds.num_classes
     torch.manual_seed(cfg.seed)
-    model = build(cfg.arch, classes, width=cfg.width, in_channels=DATASETS[cfg.dataset]).to(device)
+    model = build(cfg.arch, classes, width=cfg.width, in_channels=DATASETS[cfg.dataset],
+                  image_size=input_side(cfg)).to(device)
     channels_last = cfg.uses_channels_last(device.type)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = recipe.optimizer(cfg, model.parameters())
     train_loader = pipeline.train_loader(train_ds, cfg.batch_size // world, seed=cfg.seed, workers=cfg.workers,
                                          distributed=world > 1, pipeline=cfg.pipeline, device=device,
                                          image_size=cfg.image_size)
@@ -138,7 +140,7 @@ def set_up(cfg: Config, world: int = 1) -> Setup:
         device=device, amp=cfg.amp == "bf16" or (cfg.amp == "auto" and cuda), channels_last=channels_last,
         world=world, model=model,
         net=torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model,
-        opt=opt, sched=torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step or 10**9, gamma=0.1),
+        opt=opt, sched=recipe.schedule(cfg, opt, per_epoch), per_step=recipe.per_step(cfg),
         reg=SelectivityRegularizer(model, classes, cfg.reg_modules, cfg.class_stat),
         train_loader=train_loader,
         val_loader=data.loader(val_ds, cfg.eval_batch_size, train=False, workers=cfg.workers,
@@ -246,13 +248,15 @@ def _run(cfg: Config, s: Setup, files: RunFiles, resume: bool, rank: int, log) -
             s.opt.zero_grad(set_to_none=True)
             objective.backward()
             s.opt.step()
+            if s.per_step:
+                s.sched.step()
             step += 1
             tally.add(step, loss, logits, labels, objective, term)
             bar.update(1)
             if step in s.evals or step % 50 == 0:
                 _check_finite(tally.first_bad_step, files.root)
             if step in s.evals:
-                if step % s.per_epoch == 0:
+                if step % s.per_epoch == 0 and not s.per_step:
                     s.sched.step()
                 tally.seconds += time.perf_counter() - t0
                 rows.append(evaluate_and_save(cfg, s, files, step, tally, rows, rank))
@@ -279,7 +283,7 @@ def evaluate_and_save(cfg: Config, s: Setup, files: RunFiles, step: int, tally: 
     row = {
         "epoch": step / s.per_epoch, "step": step, **tally.row(),
         "val_acc1": result.acc1, "val_acc5": result.acc5,
-        **{f"si_{m}": means.get(m, float("nan")) for m in MODULES},
+        **{f"si_{m}": means.get(m, float("nan")) for m in layout(cfg.arch).modules},
         "top5_count": top_k_mean(result.prediction_counts, min(5, s.classes)),
         "train_seconds": tally.seconds, "eval_seconds": time.perf_counter() - t0,
     }

@@ -42,21 +42,20 @@ importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "p
 # %% tags=["parameters", "hide-input"]
 # Chapter 00's parameters: papermill -p NAME VALUE; a list also as text
 preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
-seeds = None  # None: each chapter's; a count, or a list of seeds
-epochs = None  # None: each chapter's
+seeds = None  # None: each chapter's seeds; a count, or a list of seeds
+epochs = None  # None: each chapter's epochs
 data_root = None  # the dataset folder, for cifar10 and imagenet
 overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/00_what_reproduces
 
 # %% tags=["remove-cell"]
-from classsel import book, layout, sections
+from classsel import book, sections
 
-table = sections.what_reproduces(
-    preset, seeds=seeds, epochs=epochs, data_root=data_root, overrides=overrides
-)
-table.to_csv(
-    layout.results("00_what_reproduces", out_dir) / "what_reproduces.csv", index=False
-)
+table, out = sections.notebook(None, globals())
+table.to_csv(out / "what_reproduces.csv", index=False)
+
+# %% tags=["hide-input"]
+book.show(book.provenance())
 
 # %% [markdown]
 # ## The claims and the appendix findings

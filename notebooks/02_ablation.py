@@ -34,16 +34,18 @@ importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "p
 # %% tags=["parameters", "hide-input"]
 # Chapter 02's parameters: papermill -p NAME VALUE; a list also as text
 preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
-seeds = None  # None: the preset's (mnist: 3, imagenet: 10); a count, or a list of seeds
-epochs = None  # None: the preset's
+# None: the preset's (smoke: 2, mnist: 10, cifar10: 3, imagenet: 10); a count, or a list
+# of seeds
+seeds = None
+epochs = None  # None: the preset's (smoke: 3, mnist: 5, cifar10: 30, imagenet: 90)
 data_root = None  # the dataset folder, for cifar10 and imagenet
 overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/02_ablation
-# Checkpoints to ablate, in epochs (fractions allowed: the nearest evaluation point is
-# used), e.g. [0, 0.13, 0.26, 0.52, 1, 2, 5]. None: 0, 1/8, 1/4 and 1/2 epoch, epochs 1
-# and 2, every 10th epoch and the last; imagenet: epochs 0-10, every 10th and the last;
-# mnist: 0.65, 0.8, 1, 2 and the last (its networks stay near chance for the first half
-# epoch, where ablation measures nothing); smoke: 0.2 and the last.
+# checkpoints to ablate, in epochs (fractions allowed: the nearest evaluation point is
+# used); None: the preset's (smoke: [0.2], mnist: [0.65, 0.8, 1, 2], cifar10: [0, 0.125,
+# 0.25, 0.5, 1, 2], imagenet: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), then every 10th epoch
+# and the last (mnist's networks stay near chance for the first half epoch, where
+# ablation measures nothing)
 ablation_epochs = None
 levels = 6  # counts k per curve, evenly spaced from 0 to all units of a block
 draws = 2  # random-order draws per curve (the control)

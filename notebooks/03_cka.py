@@ -34,16 +34,17 @@ importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "p
 # %% tags=["parameters", "hide-input"]
 # Chapter 03's parameters: papermill -p NAME VALUE; a list also as text
 preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
-seeds = None  # None: the preset's (mnist: 3, imagenet: 6); a count, or a list of seeds
-epochs = None  # None: the preset's
+# None: the preset's (smoke: 2, mnist: 6, cifar10: 3, imagenet: 6); a count, or a list
+# of seeds
+seeds = None
+epochs = None  # None: the preset's (smoke: 3, mnist: 5, cifar10: 30, imagenet: 90)
 data_root = None  # the dataset folder, for cifar10 and imagenet
 overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/03_cka
-cka_epochs = (
-    None  # None: every kept checkpoint; or a list of epochs (fractions allowed)
-)
-# Layers compared: at least two of the module outputs layer1..layer4 (modules 4-7) and
-# the logits fc. Fig. 5 pairs the earliest of them with the two latest.
+# None: every kept checkpoint; or a list of epochs (fractions allowed)
+cka_epochs = None
+# layers compared: at least two of the module outputs layer1..layer4 (modules 4-7) and
+# the logits fc; Fig. 5 pairs the earliest of them with the two latest
 layers = ["layer1", "layer2", "layer3", "layer4", "fc"]
 
 # %% tags=["remove-cell"]

@@ -31,21 +31,26 @@ importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "p
 # %% tags=["parameters", "hide-input"]
 # Chapter 04's parameters: papermill -p NAME VALUE; a list also as text
 preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
-seeds = None  # None: the preset's (mnist: 2, imagenet: 1); a count, or a list of seeds
-epochs = None  # None: the preset's (imagenet: 20, as in the paper)
+# None: the preset's (smoke: 2, mnist: 5, cifar10: 3, imagenet: 5); a count, or a list
+# of seeds
+seeds = None
+# None: the preset's (smoke: 3, mnist: 5, cifar10: 30, imagenet: 20); imagenet: the
+# paper's
+epochs = None
 data_root = None  # the dataset folder, for cifar10 and imagenet
 overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/04_regularize
 alpha = -20.0  # regulariser strength; negative suppresses selectivity
-# epochs from which to regularise; None: [0, 2] (imagenet: 0..5), within the epochs
+# epochs from which to regularise (Fig. 7), within the epochs; None: the preset's
+# (smoke: [0, 2], mnist: [0, 2], cifar10: [0, 2], imagenet: [0, 1, 2, 3, 4, 5])
 reg_starts = None
 reg_stop = None  # first epoch no longer regularised (None: to the end)
 modules = ["layer1", "layer2", "layer3"]  # the paper's modules 4-6
-# other strengths from epoch 0 (Figs. 11, 12); None: the preset's (mnist: [-5]);
-# [] for none
+# other strengths from epoch 0 (Figs. 11, 12); [] for none; None: the preset's (smoke:
+# [-5.0], mnist: [-5.0], cifar10: [-5.0], imagenet: [-1.0, -5.0, -10.0])
 alphas = None
-# Fig. 15: also regularise epochs 0..recover_stop-1 only, then release;
-# None: the preset's (mnist: 2, imagenet: 4); 0: none
+# Fig. 15: also regularise epochs 0..recover_stop-1 only, then release; 0: none; None:
+# the preset's (smoke: 2, mnist: 2, cifar10: 2, imagenet: 4)
 recover_stop = None
 
 # %% tags=["remove-cell"]

@@ -35,19 +35,25 @@ importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "p
 # %% tags=["parameters", "hide-input"]
 # Chapter 05's parameters: papermill -p NAME VALUE; a list also as text
 preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
-seeds = None  # None: the preset's (mnist: 2, imagenet: 1); a count, or a list of seeds
-epochs = None  # None: the preset's (imagenet: 20, as in the paper)
+# None: the preset's (smoke: 2, mnist: 5, cifar10: 3, imagenet: 5); a count, or a list
+# of seeds
+seeds = None
+# None: the preset's (smoke: 3, mnist: 5, cifar10: 30, imagenet: 20); imagenet: the
+# paper's
+epochs = None
 data_root = None  # the dataset folder, for cifar10 and imagenet
 overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/05_promote
-# positive strengths; None: the preset's (mnist: [5.0]; imagenet: [1.0, 5.0], as in
-# Fig. 14)
+# positive strengths (Fig. 14); None: the preset's (smoke: [5.0], mnist: [5.0], cifar10:
+# [5.0], imagenet: [1.0, 5.0])
 alphas = None
-# [start, stop] epochs of regularisation; None: the preset's
-# (mnist: [[0, 2]], imagenet: [[0, 4], [0, 1]])
+# [start, stop] epochs of regularisation, fitted to the epochs; None: the preset's
+# (smoke: [[0, 1]], mnist: [[0, 2]], cifar10: [[0, 4], [0, 1]], imagenet: [[0, 4], [0,
+# 1]])
 schedules = None
 modules = ["layer1", "layer2", "layer3", "layer4"]  # Fig. 14: all modules
-# Fig. 13: a large strength in modules 4-6 over the first schedule; None: 20; 0: none
+# Fig. 13: a large strength in modules 4-6 over the first schedule; 0: none; None: the
+# preset's (smoke: 20.0, mnist: 20.0, cifar10: 20.0, imagenet: 20.0)
 strong_alpha = None
 
 # %% tags=["remove-cell"]

@@ -33,16 +33,21 @@ importlib.util.find_spec("classsel") or subprocess.run([sys.executable, "-m", "p
 # %% tags=["parameters", "hide-input"]
 # Chapter 06's parameters: papermill -p NAME VALUE; a list also as text
 preset = None  # None: $CLASSSEL_PRESET, else mnist; smoke, mnist, cifar10, imagenet
-seeds = None  # None: the preset's (mnist: 2, imagenet: 2); a count, or a list of seeds
-epochs = None  # None: the preset's (imagenet: 20, as in the paper)
+# None: the preset's (smoke: 2, mnist: 5, cifar10: 3, imagenet: 5); a count, or a list
+# of seeds
+seeds = None
+# None: the preset's (smoke: 3, mnist: 5, cifar10: 30, imagenet: 20); imagenet: the
+# paper's
+epochs = None
 data_root = None  # the dataset folder, for cifar10 and imagenet
 overrides = None  # configuration fields for every run, e.g. {"image_size": 128}
 out_dir = None  # None: runs/results/06_class_representation
 suppress_alpha = -20.0  # against selectivity, modules 4-6 from epoch 0 (chapter 04)
 promote_alpha = 5.0  # in favour of selectivity (chapter 05's first default)
-# [start, stop]; None: chapter 05's first default (mnist: [0, 2], imagenet: [0, 4])
+# [start, stop]; None: chapter 05's first default (smoke: [0, 1], mnist: [0, 2],
+# cifar10: [0, 4], imagenet: [0, 4])
 promote_schedule = None
-promote_modules = ["layer1", "layer2", "layer3", "layer4"]  # notebook 05's default
+promote_modules = ["layer1", "layer2", "layer3", "layer4"]  # chapter 05's default
 early_until = 1.0  # "early": evaluation points after initialisation up to this epoch
 
 # %% tags=["remove-cell"]

@@ -34,29 +34,52 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped where torch.cuda.is_available() is False")
 
 
-#: Seconds a smoke-preset cell may take when a test builds the book. Bounded, because now and
-#: then a build stalled here with its kernel idle and nbclient still waiting (seen in about one
-#: build in three on a loaded machine, with ipykernel 7.4 and 6.31 alike; its cause is not
-#: found yet): nbclient gives up at the cell timeout, and the book's own 3600 s would make a
-#: stall cost an hour. No smoke-preset cell takes more than a minute.
-BOOK_CELL_TIMEOUT = 300
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
-def build_book(out, env, timeout=1800):
-    """``jupyter-book build book -W -n --keep-going`` into ``out`` with the project's
-    configuration, its execution timeout cut to :data:`BOOK_CELL_TIMEOUT`."""
+def build_book(out, env):
+    """``jupyter-book build book -W -n --keep-going`` into ``out`` with the project's configuration
+    (no limit per cell: the execution waits for kernel replies in short polls instead, so a lost reply
+    cannot stall it, and a slow machine may take as long as its honest work takes)."""
     import subprocess
     import sys
     from pathlib import Path
 
-    import yaml
-
-    root = Path(__file__).resolve().parents[1]
-    config = yaml.safe_load((root / "_config.yml").read_text())
-    config["execute"]["timeout"] = BOOK_CELL_TIMEOUT
-    path = Path(out) / "_config.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     jb = Path(sys.executable).with_name("jupyter-book")
-    return subprocess.run([str(jb), "build", "book", "--config", str(path), "--path-output", str(out), "-W", "-n",
-                           "--keep-going"], cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([str(jb), "build", "book", "--path-output", str(out), "-W", "-n", "--keep-going"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def reproduce(store, *args, env=None):
+    """``python -m classsel reproduce --preset smoke`` into the run store ``store``."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **(env or {}), "CLASSSEL_RUNS": str(store)}
+    return subprocess.run([sys.executable, "-m", "classsel", "reproduce", "--preset", "smoke", "--no-progress",
+                           *args], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_store(tmp_path_factory):
+    """The run store of the smoke book's plan, fulfilled once per test session, as `make book` does
+    first. Tests read it and never change it (one that must, copies it)."""
+    store = tmp_path_factory.mktemp("smoke") / "runs"
+    r = reproduce(store)
+    assert r.returncode == 0, r.stderr[-5000:]
+    return store
+
+
+@pytest.fixture(scope="session")
+def smoke_book(smoke_store, tmp_path_factory):
+    """The smoke-preset book, built once per session from :func:`smoke_store` (whose ``results/`` its
+    notebooks write): the build's output folder (``_build/html`` in it)."""
+    import os
+
+    out = tmp_path_factory.mktemp("book")
+    env = {**os.environ, "CLASSSEL_PRESET": "smoke", "CLASSSEL_RUNS": str(smoke_store)}
+    r = build_book(out, env)  # -W: a warning fails the build
+    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
+    (out / "build.log").write_text(r.stdout + r.stderr)
+    return out

@@ -18,7 +18,7 @@ from classsel.ablation import (
     unit_order,
 )
 from classsel.ablation_reference import ablation_curve_naive
-from classsel.models import MODULES, bottlenecks, build, stem
+from classsel.models import MODULES, bottlenecks, build, describe
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -62,7 +62,7 @@ def constructed(model, x, y):
         for bn in bns:
             bn.momentum = 0.1
         model.eval()
-        h = stem(model, x)
+        h = describe(model).stem(model, x)
         for name in MODULES:
             h = getattr(model, name)(h)
         features = torch.flatten(model.avgpool(h), 1).double()

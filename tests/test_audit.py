@@ -6,7 +6,6 @@ import math
 import pytest
 
 from classsel import config as C
-from classsel import params as P
 from classsel import sections
 
 ANY_TYPE = [None, True, "x", [], {}, (1, 2), float("nan"), object()]
@@ -19,6 +18,8 @@ BAD = {
     "image_size": [0, 7, 5000, 32.0, "224"],
     "arch": ["resnet152", "", "ResNet50", 50, None],
     "width": [0, -8, 8.5, "16", None],
+    "optimizer": ["adam", "SGD", "", None, 1],
+    "warmup_epochs": [-1, -0.5, math.inf, math.nan, "1", None, True],
     "epochs": [0, -1, 10**9, 2.0, "5", None, True],
     "batch_size": [0, -30, 1000, 30.5, "30", None],
     "eval_batch_size": [0, -1, 1.5, "100", None],
@@ -39,6 +40,7 @@ BAD = {
     "workers": [-1, 1000, 1.5, "4", None],
     "pipeline": ["dali", "", None],
     "keep_checkpoints": ["-5", "", "0,-1", "a,b", 1.5, None, "0,9"],
+    "keep_state": ["-5", "", "last", "a,b", 1.5, None, "0,9"],
     "progress": ["yes", 1, None],
 }
 
@@ -96,10 +98,9 @@ def notebook_cases():
 
 @pytest.mark.parametrize("section,name,value", list(notebook_cases()))
 def test_a_bad_notebook_parameter_is_a_clear_error(section, name, value, tmp_path):
-    ns = {**sections.COMMON, **sections.DEFAULTS[section], "preset": "smoke", "out_dir": str(tmp_path / "out"),
-          name: value}
+    ns = {**sections.parameters(section), "preset": "smoke", "out_dir": str(tmp_path / "out"), name: value}
     with pytest.raises(ValueError) as err:
-        P.check(section, ns)
+        sections.check(section, ns)
     assert f"parameter {name}" in str(err.value) or "parameter overrides" in str(err.value), str(err.value)
     assert not (tmp_path / "out").exists()  # nothing written before every parameter is good
 

@@ -1,7 +1,6 @@
 """The book, checked like a reader: built on the smoke preset, opened in headless
 Chromium after its scripts ran (MathJax included)."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -10,12 +9,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-from conftest import build_book
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHAPTERS = ["00_what_reproduces", "01_emergence", "02_ablation", "03_cka", "04_regularize", "05_promote",
-            "06_class_representation"]
+            "06_class_representation", "07_architectures"]
 #: Every figure of the paper that rests on data (1 and 4 are diagrams).
 PAPER_FIGURES = [2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
 
@@ -23,12 +21,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book")
-    env = {**os.environ, "CLASSSEL_PRESET": "smoke", "CLASSSEL_RUNS": str(out / "runs")}
-    r = build_book(out, env)  # -W: a warning fails the build
-    assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
-    return out / "_build" / "html"
+def site(smoke_book):
+    return smoke_book / "_build" / "html"
 
 
 def rendered(path: Path) -> str:

@@ -26,7 +26,7 @@ def install_cell() -> str:
 
 
 def test_every_notebook_opens_with_the_same_install_cell():
-    assert len(NOTEBOOKS) == 7  # the six chapters and the claims page
+    assert len(NOTEBOOKS) == 8  # the six chapters, the claims page and the other architectures
     for path in NOTEBOOKS:
         cells = code_cells(path)
         first = cells[0]

@@ -26,7 +26,6 @@ from classsel.config import config_hash, from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every notebook of the book, in order.
-NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # The figures' source tables and the numbers the notebooks state.
 TABLES = (".csv", ".md")
 
@@ -65,12 +64,10 @@ def tables(results: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    """A smoke store built by executing the six notebooks, and its pack."""
-    store = tmp_path_factory.mktemp("source") / "store"
-    for name in NOTEBOOKS:
-        execute(name, store)
-    file = store.parent / "results.tar.gz"
+def source(smoke_book, smoke_store, tmp_path_factory):
+    """The session's smoke store, its results written by the book's notebooks, and its pack."""
+    store = smoke_store
+    file = tmp_path_factory.mktemp("pack") / "results.tar.gz"
     r = cli("export", file, store=store)
     assert r.returncode == 0, r.stderr
     return store, file

@@ -3,8 +3,8 @@ defaults per preset, and errors that name the parameter."""
 
 import pytest
 
-from classsel import config as C
 from classsel import params as P
+from classsel import sections
 from classsel.config import config_hash, resolve
 
 
@@ -55,24 +55,28 @@ def test_a_dataset_override_needs_a_data_root(tmp_path):
         P.setting("cifar10", 3, str(tmp_path / "missing"), None)
 
 
-def test_defaults_per_preset_follow_the_paper_and_fit_the_epochs():
-    assert P.seeds(None, "imagenet", "ablation") == list(range(10))
-    assert P.seeds(None, "imagenet", "cka") == list(range(6))
-    assert P.seeds(None, "imagenet", "class_representation") == [0, 1]
-    assert C.default_epochs("imagenet", "regularize") == 20
-    assert C.default_epochs("imagenet", "emergence") == 90
-    d = P._defaults_for
-    assert d("imagenet", 20).reg_starts == [0, 1, 2, 3, 4, 5]
-    assert d("imagenet", 3).reg_starts == [0, 1, 2]
-    assert d("mnist", 5).reg_starts == [0, 2]
-    assert d("smoke", 1).reg_starts == [0]
-    assert (d("imagenet", 20).promote_alphas, d("imagenet", 20).promote_schedules) == ([1.0, 5.0], [(0, 4), (0, 1)])
-    assert d("imagenet", 2).promote_schedules == [(0, 2), (0, 1)]
-    assert d("imagenet", 1).promote_schedules == [(0, 1)]
-    for preset in C.PRESETS:
+def test_defaults_per_preset_follow_the_paper_and_fit_the_epochs(tmp_path):
+    def d(section, preset, epochs=None, **values):
+        root = {"data_root": str(tmp_path)} if preset == "imagenet" else {}
+        return sections.defaults(section, preset, epochs=epochs, out_dir=str(tmp_path / "out"), **root, **values)
+
+    assert d("ablation", "imagenet").seeds == list(range(10))
+    assert d("cka", "imagenet").seeds == list(range(6))
+    assert d("class_representation", "imagenet").seeds == list(range(5))
+    assert d("regularize", "imagenet").epochs == 20 and d("emergence", "imagenet").epochs == 90
+    assert d("regularize", "imagenet").reg_starts == [0, 1, 2, 3, 4, 5]
+    assert d("regularize", "imagenet", 3).reg_starts == [0, 1, 2]
+    assert d("regularize", "mnist").reg_starts == [0, 2]
+    assert d("regularize", "smoke", 1).reg_starts == [0]
+    promote = d("promote", "imagenet")
+    assert (promote.alphas, promote.schedules) == ([1.0, 5.0], [(0, 4), (0, 1)])
+    assert d("promote", "imagenet", 2).schedules == [(0, 2), (0, 1)]
+    assert d("promote", "imagenet", 1).schedules == [(0, 1)]
+    for preset in ("smoke", "mnist", "imagenet"):
         for epochs in (1, 2, 5, 20):
-            for start, stop in d(preset, epochs).promote_schedules:
-                P.pair("schedule", [start, stop], epochs)  # always valid
+            assert d("promote", preset, epochs).schedules  # always valid pairs
+            p = d("class_representation", preset, epochs, early_until=epochs / 2)
+            assert 0 <= p.promote_start < (p.promote_stop or epochs) <= epochs
 
 
 @pytest.mark.parametrize("call,message", [
@@ -84,7 +88,7 @@ def test_defaults_per_preset_follow_the_paper_and_fit_the_epochs():
     (lambda: P.integers("reg_starts", "[0, 7]", 0, 4), "parameter reg_starts[1]=7"),
     (lambda: P.numbers_("alphas", "[1, 'five']"), "parameter alphas[1]='five'"),
     (lambda: P.modules("modules", "[layer1, layer9]"), "parameter modules="),
-    (lambda: P.seeds("[0, -1]", "mnist", "default"), "parameter seeds[1]=-1"),
+    (lambda: P.seeds("[0, -1]", 3), "parameter seeds[1]=-1"),
 ])
 def test_bad_lists_are_named(call, message):
     with pytest.raises(ValueError) as err:
@@ -96,28 +100,20 @@ def test_lists_as_papermill_text():
     assert P.pairs("schedules", "[[0, 2], [0, null]]", 5) == [(0, 2), (0, None)]
     assert P.integers("reg_starts", "[0, 2]", 0, 4) == [0, 2]
     assert P.modules("modules", '["layer3", "layer1"]') == ("layer1", "layer3")
-    assert P.seeds("[3, 4]", "mnist", "default") == [3, 4]
-    assert P.seeds(2, "mnist", "default") == [0, 1]
+    assert P.seeds("[3, 4]", 3) == [3, 4]
+    assert P.seeds(2, 3) == [0, 1] and P.seeds(None, 3) == [0, 1, 2]
 
 
 
 
 def namespace(section, **values):
     """A notebook's namespace with its parameters cell's defaults, changed by ``values``."""
-    import jupytext
-
-    from tests.test_notebooks import ROOT
-
-    nb = jupytext.read(ROOT / "notebooks" / f"{P.NOTEBOOKS[section]}.py")
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    ns = {}
-    exec(cell.source, ns)
-    return {**ns, **values}
+    return {**sections.parameters(section), **values}
 
 
-@pytest.mark.parametrize("section", list(P.NOTEBOOKS))
+@pytest.mark.parametrize("section", list(sections.SECTIONS))
 def test_every_notebook_checks_its_defaults_in_one_call(section, tmp_path):
-    p = P.check(section, namespace(section, preset="smoke", out_dir=str(tmp_path)))
+    p = sections.check(section, namespace(section, preset="smoke", out_dir=str(tmp_path)))
     assert p.seeds == [0, 1] and p.epochs == 3 and p.out == tmp_path and p.setting.preset == "smoke"
 
 
@@ -136,7 +132,7 @@ def test_every_notebook_checks_its_defaults_in_one_call(section, tmp_path):
 ])
 def test_bad_parameters_are_named(section, values, message, tmp_path):
     with pytest.raises(ValueError) as err:
-        P.check(section, namespace(section, **{"preset": "smoke", "out_dir": str(tmp_path), **values}))
+        sections.check(section, namespace(section, **{"preset": "smoke", "out_dir": str(tmp_path), **values}))
     assert message in str(err.value)
 
 

@@ -1,34 +1,66 @@
-"""The sections as computations: the notebooks' defaults, the claims each section tests, and
-the "What reproduces" table."""
+"""The sections: each notebook's parameters cell is its section's declaration, the claims each
+section tests, and the "What reproduces" table."""
 
 from pathlib import Path
 
 import jupytext
 import pytest
 
-from classsel import params, sections
+from classsel import sections
+from classsel.sections import declaration
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def parameters(name: str) -> dict:
-    nb = jupytext.read(ROOT / "notebooks" / f"{name}.py")
-    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+def cell(notebook: str) -> str:
+    nb = jupytext.read(ROOT / "notebooks" / f"{notebook}.ipynb")
+    return next(c for c in nb.cells if "parameters" in c.metadata.get("tags", [])).source
+
+
+@pytest.mark.parametrize("section", [None, *sections.SECTIONS])
+def test_each_notebooks_parameters_cell_is_its_sections_declaration(section):
+    """Values and comments alike (``python -m classsel.sections`` writes them)."""
+    d = sections.SECTIONS.get(section)
+    notebook = d.notebook if d else "00_what_reproduces"
+    assert cell(notebook) == sections.parameters_cell(d), "run `python -m classsel.sections`"
     ns = {}
-    exec(cell.source, ns)
-    return {k: v for k, v in ns.items() if not k.startswith("__") and k not in ("os", "preset")}
+    exec(cell(notebook), ns)
+    assert {k: v for k, v in ns.items() if not k.startswith("__")} == sections.parameters(section)
 
 
-@pytest.mark.parametrize("section", list(sections.SECTIONS))
-def test_the_library_defaults_are_the_notebooks_parameters(section):
-    assert parameters(params.NOTEBOOKS[section]) == {**sections.COMMON, **sections.DEFAULTS[section]}
+def test_every_default_in_a_comment_is_the_preset_default():
+    """The seeds a comment states are the ones a notebook left at None trains."""
+    for name, d in sections.SECTIONS.items():
+        text = sections.parameters_cell(d)
+        for preset in ("smoke", "mnist"):
+            seeds = sections.defaults(name, preset, data_root=None).seeds
+            assert f"{preset}: {len(seeds)}" in text.split("seeds = None")[0], (name, preset)
+
+
+def test_a_misspelt_parameter_is_named(tmp_path):
+    history = ['import x', '# Parameters\nepoch = 1\npreset = "smoke"\n']
+    assert declaration.unknown(sections.SECTIONS["emergence"], history) == ["epoch"]
+    ns = {**sections.parameters("emergence"), "preset": "smoke", "out_dir": str(tmp_path), "In": history}
+    with pytest.raises(ValueError, match=r"'epoch' is not a parameter of this notebook \(did you mean 'epochs'\?\)"):
+        sections.notebook("emergence", ns)
+    err = pytest.raises(sections.ParameterError, sections.notebook, "emergence", ns).value
+    assert err._render_traceback_() == [f"ParameterError: {err}"]  # one line in the notebook, not a traceback
+
+
+@pytest.mark.parametrize("section,name,value", [
+    ("emergence", "preset", 0), ("promote", "strong_alpha", False), ("emergence", "out_dir", ""),
+    ("emergence", "out_dir", 3), ("cka", "layers", ["layer1", {"a": "b"}]),
+])
+def test_a_value_that_looks_like_none_is_not_taken_as_the_default(section, name, value, tmp_path):
+    ns = {**sections.parameters(section), "preset": "smoke", "out_dir": str(tmp_path / "out"), name: value}
+    with pytest.raises(ValueError, match=f"parameter {name}="):
+        sections.check(section, ns)
 
 
 @pytest.fixture(scope="module")
-def table(tmp_path_factory):
-    store = tmp_path_factory.mktemp("store")
+def table(smoke_store):
     with pytest.MonkeyPatch.context() as m:
-        m.setenv("CLASSSEL_RUNS", str(store))
+        m.setenv("CLASSSEL_RUNS", str(smoke_store))
         yield sections.what_reproduces("smoke", overrides={"progress": False})
 
 
@@ -44,7 +76,8 @@ def test_what_reproduces_has_the_six_claims_first_then_the_appendix(table):
 
 def test_each_section_names_its_conditions_and_figure_sets(tmp_path, monkeypatch):
     monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path))
-    r = sections.regularize(sections.defaults("regularize", "smoke", seeds=1, overrides={"progress": False}))
+    quiet = dict(seeds=1, overrides={"progress": False})
+    r = sections.compute("regularize", sections.defaults("regularize", "smoke", **quiet))
     assert list(r.groups) == ["unregularised", "α=-20 from epoch 0", "α=-20 from epoch 2", "α=-5 from epoch 0",
                               "α=-20 epochs 0-1 only"]
     assert r.sets["starts"] == ["unregularised", "α=-20 from epoch 0", "α=-20 from epoch 2"]
@@ -52,10 +85,8 @@ def test_each_section_names_its_conditions_and_figure_sets(tmp_path, monkeypatch
     assert {c.target for c in r.claims} == {"fig-04-acc", "fig-04-alphas", "fig-04-alphas-si", "fig-04-recovery"}
     assert "Not tested" in r.claim("fig-04-nothing") and r.claim("fig-04-acc").count("\n") >= 2
     assert set(r.tables["metrics"].condition) == set(r.groups)
-    # chapter 06 asks for no run that chapters 04 and 05 did not train
-    p = sections.defaults("class_representation", "smoke", seeds=1, overrides={"progress": False})
-    before = sorted(tmp_path.glob("*/seed0"))
-    sections.promote(sections.defaults("promote", "smoke", seeds=1, overrides={"progress": False}))
-    trained = sorted(tmp_path.glob("*/seed0"))
-    sections.class_representation(p)
-    assert sorted(tmp_path.glob("*/seed0")) == trained and len(trained) > len(before)
+    # chapter 06 asks for no run that chapters 04 and 05 did not train: its plan is in theirs
+    plans = {s: sections.plan(s, sections.defaults(s, "smoke", **quiet))
+             for s in ("regularize", "promote", "class_representation")}
+    assert {t.key for t in plans["class_representation"]} <= {t.key for t in plans["regularize"]} | {
+        t.key for t in plans["promote"]}
