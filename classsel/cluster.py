@@ -300,7 +300,7 @@ def _task_line(task) -> str:
     run = f"{task.run.hash}/seed{task.run.seed}"
     if isinstance(task, Training):
         c = task.run.config
-        text = f"train    {run:<18} {c.epochs} epochs, alpha={c.alpha:g} reg={c.reg_start}-{c.reg_stop}"
+        text = f"train    {run:<18} {c.arch} {c.epochs} epochs, alpha={c.alpha:g} reg={c.reg_start}-{c.reg_stop}"
         if task.parent is not None:
             text += f" (from {task.parent[0].hash}/seed{task.parent[0].seed} at epoch {task.parent[1]})"
         return text
