@@ -1,18 +1,24 @@
 """``python -m classsel reproduce``: the plans of the book's sections, united and fulfilled.
 
 Each section of the paper declares the runs and analyses it needs (:func:`classsel.sections.plan`);
-this command unites them for a preset and does what is missing in one pool of worker processes,
-with one progress bar, so that the notebooks then only read the run store. Interrupted, the same
-command goes on where it stopped.
+this command unites them for a preset and does what is missing, so that the notebooks then only
+read the run store: here in one pool of worker processes with one progress bar (``--executor local``),
+or as jobs of a SLURM cluster (``--executor slurm``, :mod:`classsel.cluster`). Interrupted, the same
+command goes on where it stopped; ``--status`` shows where the grid stands.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
-from . import sections
-from .sections import NOTEBOOKS
+from . import cluster, sections
+from .cluster import EXECUTORS, Resources
 from .plan import Plan, Training, fulfil
+from .sections import NOTEBOOKS
+
+#: The options that set the jobs' resources (:class:`classsel.cluster.Resources`).
+RESOURCES = tuple(f.name for f in dataclasses.fields(Resources))
 
 
 def request(preset: str | None = None, names=None, **common) -> Plan:
@@ -67,12 +73,43 @@ def add_parser(sub) -> None:
     r.add_argument("--dry-run", action="store_true", help="list the tasks and whether each is done; do nothing")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     r.add_argument("--traceback", action="store_true", help="on an error, show the whole traceback")
+    r.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local: this machine's worker pool (default); slurm: a job per task, in job arrays "
+                   "(submitit); submitit-local: the same jobs as processes here; debug: the jobs in this process")
+    r.add_argument("--status", action="store_true",
+                   help="show each run and analysis as done, running, queued, failed (with its log) or missing")
+    c = r.add_argument_group("jobs (--executor slurm, submitit-local, debug)")
+    c.add_argument("--jobs-folder", help="submitit's files and the ledger of submissions (default: <run store>/jobs)")
+    c.add_argument("--cluster-config", metavar="FILE.yaml",
+                   help="the resources below as a YAML mapping (gpus_per_run: 8, partition: gpu, ...); "
+                   "options given here win")
+    c.add_argument("--gpus-per-run", type=int, help="GPUs of a training run, over --nodes (one process each; default 0)")
+    c.add_argument("--nodes", type=int, help="nodes of a training run (default 1)")
+    c.add_argument("--cpus-per-task", type=int, help="CPUs of each process (its torch threads)")
+    c.add_argument("--mem-gb", type=float, help="memory per node, GB")
+    c.add_argument("--time-min", type=int, help="time limit of a job, minutes (requeued and resumed past it; "
+                   "default 1440)")
+    c.add_argument("--partition")
+    c.add_argument("--account")
+    c.add_argument("--qos")
+    c.add_argument("--constraint")
+    c.add_argument("--array-parallelism", type=int, help="jobs of an array running at once (default 256)")
+
+
+def resources(args) -> Resources:
+    """The jobs' resources from ``--cluster-config`` and the options."""
+    return Resources.read(args.cluster_config, **{name: getattr(args, name) for name in RESOURCES})
 
 
 def command(args) -> int:
     from .parallel import RunsFailed
 
     plan = request(args.preset, args.sections, data_root=args.data_root)
+    if args.status:
+        print(cluster.describe_status(cluster.status(plan, args.jobs_folder)))
+        return 0
+    if args.executor != "local":
+        return _submit(args, plan)
     if args.dry_run:
         print(describe(plan))
         todo = plan.linked().pending()
@@ -87,4 +124,30 @@ def command(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"reproduce: done ({plan.summary()})", file=sys.stderr)
+    return 0
+
+
+def _submit(args, plan: Plan) -> int:
+    from .parallel import RunsFailed
+
+    wanted = resources(args)
+    done = cluster.submit(plan, args.executor, wanted, args.jobs_folder, dry_run=True)
+    jobs = sum(len(g.tasks) for g in done.groups)
+    if args.dry_run:
+        print(cluster.describe(done.groups, wanted))
+        print(f"{plan.summary()}; {jobs} jobs in {len(done.groups)} arrays to submit"
+              + (f"; {len(done.in_flight)} queued or running already" if done.in_flight else ""))
+        return 0
+    print(f"reproduce: {plan.summary()} for {', '.join(section_names(args.sections))}: {jobs} jobs to submit "
+          f"({args.executor})" + (f", {len(done.in_flight)} queued or running already" if done.in_flight else ""),
+          file=sys.stderr)
+    try:
+        cluster.submit(plan, args.executor, wanted, args.jobs_folder, log=lambda m: print(m, file=sys.stderr))
+    except RunsFailed as e:
+        if args.traceback:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print("reproduce: " + ("submitted; `reproduce --status` shows where they are" if args.executor == "slurm"
+                           else f"done ({plan.summary()})"), file=sys.stderr)
     return 0

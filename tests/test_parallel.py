@@ -161,3 +161,35 @@ def test_the_command_line_trains_several_seeds_at_once(tmp_path):
     assert f"2 runs of configuration {config_hash(cfg)} in {folder}" in r.stdout
     assert (folder / "seed0" / "DONE").exists() and (folder / "seed1" / "DONE").exists()
     assert (folder / "seed0.log").exists() and "training 2 runs, 2 at once" in r.stdout
+
+
+def test_a_killed_worker_fails_only_its_run_and_the_others_finish(tmp_path, monkeypatch):
+    """Why the pool is hand-written: concurrent.futures.ProcessPoolExecutor fails every task, and takes
+    no more, once one of its workers is killed (BrokenProcessPool)."""
+    import threading
+
+    use_store(monkeypatch, tmp_path / "store")
+    cfg = resolve("smoke", epochs=2, per_class=60, **QUIET)  # 40 steps a run
+    victim = runs.Run(resolve("smoke", epochs=2, per_class=60, seed=0, **QUIET), 0)
+    caught = []
+
+    def request():
+        try:
+            runs.ensure(cfg, [0, 1, 2], jobs=2, log=lambda *a: None)
+        except parallel.RunsFailed as e:
+            caught.append(e)
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    deadline = time.time() + 600
+    while not (any(s > 0 for s in victim.checkpoint_steps()) and victim.files.log.exists()
+               and "pid " in victim.files.log.read_text()):
+        assert thread.is_alive() and time.time() < deadline
+        time.sleep(0.02)
+    os.kill(pid_of(victim.files.log), signal.SIGKILL)
+    thread.join()
+    (error,) = caught
+    (failure,) = error.failures
+    assert (failure.run.seed, failure.error) == (0, "its process was killed by SIGKILL")
+    others = [runs.Run(resolve("smoke", epochs=2, per_class=60, seed=s, **QUIET), s) for s in (1, 2)]
+    assert not victim.done and all(r.done for r in others)
