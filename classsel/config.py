@@ -410,14 +410,15 @@ def state_epochs(cfg: Config) -> set[int] | str:
     return {int(e) for e in cfg.keep_state.split(",")}
 
 
-def identity(cfg: Config) -> dict:
-    """The fields that define what a run computes (the seed is kept apart)."""
-    d = dataclasses.asdict(cfg)
+def identity(cfg: Config | dict) -> dict:
+    """The fields that define what a run computes (the seed is kept apart), of a configuration
+    or of its ``dataclasses.asdict`` form (e.g. as a run's config.json saved it)."""
+    d = dataclasses.asdict(cfg) if isinstance(cfg, Config) else cfg
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()
             if k not in EXECUTION_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
 
-def config_hash(cfg: Config) -> str:
-    """A short stable hash of :func:`identity`."""
+def config_hash(cfg: Config | dict) -> str:
+    """A short stable hash of :func:`identity` (of a configuration, or of a saved identity)."""
     blob = json.dumps(identity(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:10]

@@ -147,6 +147,11 @@ class RunFiles:
         return {rel: e for rel, e in entries.items() if (self.root / rel).parent != self.checkpoints_dir}
 
 
+def run_file(rel: str) -> bool:
+    """Whether ``rel`` (a path relative to a run's folder) names a file a run writes."""
+    return _named(rel, RUN_NAMES)
+
+
 def _named(rel: str, names: dict[str, re.Pattern]) -> bool:
     """Whether the path ``rel`` (relative to a run's folder) is one of ``names``."""
     folder, _, name = rel.rpartition("/")
