@@ -164,6 +164,7 @@ def set_up(cfg: Config, world: int = 1) -> Setup:
         raise ValueError(f"batch_size={cfg.batch_size} is not valid: expected at most the {len(train_ds)} "
                          f"training images of {cfg.dataset}")
     classes = train_ds.num_classes
+    check_memory(cfg, classes, device)
     torch.manual_seed(cfg.seed)
     model = build(cfg.arch, classes, width=cfg.width, in_channels=DATASETS[cfg.dataset],
                   image_size=input_side(cfg)).to(device)
@@ -173,7 +174,7 @@ def set_up(cfg: Config, world: int = 1) -> Setup:
     opt = recipe.optimizer(cfg, model.parameters())
     train_loader = pipeline.train_loader(train_ds, cfg.batch_size // world, seed=cfg.seed, workers=cfg.workers,
                                          distributed=world > 1, pipeline=cfg.pipeline, device=device,
-                                         image_size=cfg.image_size)
+                                         image_size=cfg.image_size, bad_images=cfg.bad_images)
     per_epoch = len(train_loader)
     total = cfg.epochs * per_epoch
     beyond = [s for s in cfg.eval_steps if s >= total]
@@ -192,6 +193,23 @@ def set_up(cfg: Config, world: int = 1) -> Setup:
         classes=classes, per_epoch=per_epoch,
         evals={e * per_epoch for e in range(cfg.epochs + 1)} | set(cfg.eval_steps),
     )
+
+
+def check_memory(cfg: Config, classes: int, device: torch.device) -> None:
+    """Refuse a network whose weights, gradients and momentum alone exceed the device's memory
+    (else the allocator fails with a traceback, or the machine swaps)."""
+    with torch.device("meta"):  # shapes only: nothing allocated
+        params = sum(p.numel() for p in build(cfg.arch, classes, width=cfg.width,
+                                               in_channels=DATASETS[cfg.dataset]).parameters())
+    need = 3 * 4 * params
+    if device.type == "cuda":
+        have = torch.cuda.get_device_properties(device).total_memory
+    else:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > have:
+        raise ValueError(f"width={cfg.width} is not valid here: {cfg.arch} at this width has {params:,} parameters, "
+                         f"whose weights, gradients and momentum need {need / 2**30:.1f} GiB, more than the "
+                         f"{have / 2**30:.1f} GiB of memory of {device}; expected a smaller width")
 
 
 def restore(cfg: Config, s: Setup, files: RunFiles, resume: bool, log) -> tuple[int, list[dict]]:
@@ -308,6 +326,10 @@ def _run(cfg: Config, s: Setup, files: RunFiles, resume: bool, rank: int, log) -
                 tally, t0 = Tally(s.device, s.opt.param_groups[0]["lr"]), time.perf_counter()
                 s.net.train()
     bar.close()
+    skipped = getattr(s.train_loader, "skipped", [])
+    if skipped:
+        log(f"left out {len(skipped)} unreadable training image{'s' * (len(skipped) > 1)} in this session "
+            f"(bad_images='skip'), the first {skipped[0].path}")
     if rank == 0:
         _prune(files, keep_epochs(cfg), state_epochs(cfg), s.per_epoch, finished=True)
         manifest.write(files)
@@ -322,7 +344,10 @@ def evaluate_and_save(cfg: Config, s: Setup, files: RunFiles, step: int, tally: 
                       rank: int) -> dict:
     """Measure the validation set; write the tables, the checkpoint, then metrics.csv. Returns the row."""
     t0 = time.perf_counter()
-    result = measure(s.model, s.val_loader, s.classes, s.device)
+    try:
+        result = measure(s.model, s.val_loader, s.classes, s.device)
+    except FloatingPointError as e:
+        raise FloatingPointError(f"measuring step {step} of the run in {files.root}: {e}") from None
     means = result.module_means()
     row = {
         "epoch": step / s.per_epoch, "step": step, **tally.row(),

@@ -427,3 +427,40 @@ def test_metrics_never_list_a_point_whose_checkpoint_was_not_written(tmp_path, m
     monkeypatch.setattr(ckpt, "atomic_save", real)
     metrics = train(resolve("smoke", epochs=1, **QUIET), out, resume=True, log=lambda *a: None)
     assert metrics.step.tolist() == [0, 2, 10] and json.loads((out / "DONE").read_text())["step"] == 10
+
+
+# ----------------------------------------------------------------------------- bad data, named
+
+
+def test_an_unreadable_training_image_stops_naming_it_or_is_left_out(tmp_path, imagefolder_tree, capsys):
+    imagefolder_tree(tmp_path / "tree", classes=["a", "b"], per_class={"train": 6, "val": 2})
+    bad = tmp_path / "tree" / "train" / "b" / "b_3.JPEG"
+    bad.write_bytes(bad.read_bytes()[:200])
+    args = ["train", "--preset", "imagenet", "--data-root", str(tmp_path / "tree"), "--epochs", "1",
+            "--batch-size", "4", "--image-size", "32", "--workers", "0", "--no-progress"]
+    code, err = main_error([*args, "--out", str(tmp_path / "stop")], capsys)
+    assert code == 2 and err.startswith(f"error: unreadable image {bad} in the train data (OSError: ") \
+        and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "stop" / "checkpoints" / "step00000000.pt").is_file()  # what came before is kept
+    code, err = main_error([*args, "--out", str(tmp_path / "stop"), "--resume", "--bad-images", "skip"], capsys)
+    assert code == 0 and f"left out unreadable image {bad} in the train data" in err, err
+    assert (tmp_path / "stop" / "DONE").is_file()
+
+
+def test_a_network_too_large_for_the_machine_is_refused_before_it_is_built(tmp_path, capsys):
+    code, err = main_error(["train", "--preset", "smoke", "--width", "4096", "--no-progress", "--out",
+                            str(tmp_path / "run")], capsys)
+    assert code == 2 and err.startswith("error: width=4096 is not valid here: resnet50_narrow at this width has "), err
+    assert "GiB of memory of cpu; expected a smaller width" in err and not (tmp_path / "run").exists()
+
+
+def test_features_that_are_not_finite_name_the_run_and_the_step(tmp_path, monkeypatch):
+    from classsel import train as T
+
+    def diverged(*args, **kw):
+        raise FloatingPointError("the units of block layer4.2 gave activations that are NaN or infinite")
+
+    monkeypatch.setattr(T, "measure", diverged)
+    with pytest.raises(FloatingPointError, match=f"measuring step 0 of the run in {tmp_path / 'run'}: the units "
+                                                 "of block layer4.2"):
+        train(resolve("smoke", **QUIET), tmp_path / "run", log=lambda *a: None)
