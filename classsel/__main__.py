@@ -32,7 +32,9 @@ def _integer(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m classsel", description=__doc__.splitlines()[0])
-    p.add_argument("--traceback", action="store_true", help="on an error, show the whole traceback")
+    # its own name: a subcommand's --traceback (given after the command) cannot reset it
+    p.add_argument("--traceback", dest="traceback_first", action="store_true",
+                   help="on an error, show the whole traceback")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a run, or several seeds (--seeds), measuring SI at every evaluation "
                        "point")
@@ -101,13 +103,13 @@ def _pack_parser(sub) -> None:
 
 
 def _traceback(p: argparse.ArgumentParser) -> None:
-    # SUPPRESS: a subcommand that is not given --traceback keeps the value given before it
-    p.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
-                   help="on an error, show the whole traceback")
+    p.add_argument("--traceback", action="store_true", help="on an error, show the whole traceback")
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    args.traceback = args.traceback_first or getattr(args, "traceback", False)
+    del args.traceback_first
     from .train import RunLocked
 
     try:

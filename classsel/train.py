@@ -121,9 +121,11 @@ def check_out(cfg: Config, out: str | os.PathLike, resume: bool) -> None:
         shown = ", ".join(repr(files.relative(p)) for p in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
         raise ValueError(f"{where} holds {shown}, which a run does not write: expected a new or empty folder, or "
                          "a run's own folder (nothing of it was changed)")
-    if not foreign and not _ours(files) and any(p.is_file() and p != files.lock for p in files.root.rglob("*")):
-        raise ValueError(f"{where} holds run files but no config.json of a run: expected a new or empty folder, "
-                         "or a run's own folder (nothing of it was changed)")
+    # a run writes config.json before these: without it they are someone else's
+    finals = [p for p in (files.metrics, files.done, files.manifest, files.imported) if p.exists()]
+    if not foreign and finals and not _ours(files):
+        raise ValueError(f"{where} holds {', '.join(repr(p.name) for p in finals)} but no config.json of a run: "
+                         "expected a new or empty folder, or a run's own folder (nothing of it was changed)")
     if resume and not (_ours(files) or files.checkpoints()):
         state = "does not exist" if not files.root.exists() else "holds no run"
         raise ValueError(f"{where} {state}: nothing to resume (leave out --resume to start a new run there)")

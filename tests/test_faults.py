@@ -234,6 +234,15 @@ def test_a_run_folder_holds_only_run_files_and_its_manifest_lists_only_them(tmp_
     with pytest.raises(ValueError, match="which a run does not write"):
         train(resolve("smoke", epochs=1, **QUIET), out, resume=True, log=lambda *a: None)
     assert (out / ".notes.tmp3").read_text() == "mine" and (out / "DONE").exists()
+    # checkpoints and tables without config.json: laid out by the run store (a branch), resumed from
+    for p in (out / "si" / "notes.txt", out / ".notes.tmp3", files.config, files.done, files.manifest):
+        p.unlink()
+    with pytest.raises(ValueError, match="holds 'metrics.csv' but no config.json of a run"):
+        train(resolve("smoke", epochs=1, **QUIET), out, resume=True, log=lambda *a: None)
+    files.metrics.unlink()
+    log = []
+    train(resolve("smoke", epochs=1, **QUIET), out, resume=True, log=log.append)
+    assert any("resuming" in m for m in log) and files.done.exists()
 
 
 # ----------------------------------------------------------------------------- a damaged run
