@@ -224,7 +224,8 @@ def test_a_folder_with_files_a_run_does_not_write_is_refused_and_left_as_it_was(
 
 def test_a_run_folder_holds_only_run_files_and_its_manifest_lists_only_them(tmp_path):
     out = tmp_path / "run"
-    train(resolve("smoke", epochs=1, **QUIET), out, log=lambda *a: None)
+    cfg = resolve("smoke", epochs=1, keep_state="all", **QUIET)  # its checkpoints can be resumed from
+    train(cfg, out, log=lambda *a: None)
     files = RunFiles(out)
     assert files.foreign() == [] and {files.relative(p) for p in files.recorded()} == set(manifest.read(files))
     (out / "si" / "notes.txt").write_text("mine")
@@ -232,16 +233,16 @@ def test_a_run_folder_holds_only_run_files_and_its_manifest_lists_only_them(tmp_
     assert set(files.foreign()) == {out / "si" / "notes.txt", out / ".notes.tmp3"}
     assert files.temporaries() == [] and out / "si" / "notes.txt" not in files.recorded()
     with pytest.raises(ValueError, match="which a run does not write"):
-        train(resolve("smoke", epochs=1, **QUIET), out, resume=True, log=lambda *a: None)
+        train(cfg, out, resume=True, log=lambda *a: None)
     assert (out / ".notes.tmp3").read_text() == "mine" and (out / "DONE").exists()
     # checkpoints and tables without config.json: laid out by the run store (a branch), resumed from
     for p in (out / "si" / "notes.txt", out / ".notes.tmp3", files.config, files.done, files.manifest):
         p.unlink()
     with pytest.raises(ValueError, match="holds 'metrics.csv' but no config.json of a run"):
-        train(resolve("smoke", epochs=1, **QUIET), out, resume=True, log=lambda *a: None)
+        train(cfg, out, resume=True, log=lambda *a: None)
     files.metrics.unlink()
     log = []
-    train(resolve("smoke", epochs=1, **QUIET), out, resume=True, log=log.append)
+    train(cfg, out, resume=True, log=log.append)
     assert any("resuming" in m for m in log) and files.done.exists()
 
 
