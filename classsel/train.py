@@ -201,8 +201,8 @@ def check_memory(cfg: Config, classes: int, device: torch.device) -> None:
     """Refuse a network whose weights, gradients and momentum alone exceed the device's memory
     (else the allocator fails with a traceback, or the machine swaps)."""
     with torch.device("meta"):  # shapes only: nothing allocated
-        params = sum(p.numel() for p in build(cfg.arch, classes, width=cfg.width,
-                                               in_channels=DATASETS[cfg.dataset]).parameters())
+        params = sum(p.numel() for p in build(cfg.arch, classes, width=cfg.width, in_channels=DATASETS[cfg.dataset],
+                                               image_size=input_side(cfg)).parameters())
     need = 3 * 4 * params
     if device.type == "cuda":
         have = torch.cuda.get_device_properties(device).total_memory
