@@ -32,21 +32,25 @@ def _integer(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m classsel", description=__doc__.splitlines()[0])
-    p.add_argument("--traceback", action="store_true", help="on an error, show the whole traceback")
+    # its own name: a subcommand's --traceback (given after the command) cannot reset it
+    p.add_argument("--traceback", dest="traceback_first", action="store_true",
+                   help="on an error, show the whole traceback")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train a run, or several seeds (--seeds), measuring SI at every evaluation "
                        "point")
     t.add_argument("--preset", default=default_preset(), choices=list(PRESETS),
                    help="named configuration (default: $CLASSSEL_PRESET or mnist)")
     seeds = t.add_mutually_exclusive_group()
-    seeds.add_argument("--seed", type=_integer, default=0, help="0 .. 2**63-1")
+    # default None, not 0: argparse lets a value equal to the default past the exclusive group
+    seeds.add_argument("--seed", type=_integer, help="0 .. 2**63-1 (default 0)")
     seeds.add_argument("--seeds", type=_integer, nargs="+", metavar="S",
                        help="train these seeds into the run store (finished runs reused, partial resumed)")
     t.add_argument("--jobs", type=_integer,
                    help="runs trained at once with --seeds (default: one per CPU core, or one per GPU)")
-    t.add_argument("--out", help="run folder (default: the run store's folder for this configuration)")
+    t.add_argument("--out", help="run folder (default: the run store's folder for this configuration): a new or "
+                   "empty folder, or a run's own folder")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its newest valid checkpoint")
-    t.add_argument("--traceback", action="store_true", help="on an error, show the whole traceback")
+    _traceback(t)
     o = t.add_argument_group("overrides of the preset")
     o.add_argument("--epochs", type=_integer)
     o.add_argument("--batch-size", type=_integer)
@@ -74,6 +78,8 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--pipeline", choices=["pil", "tensor"],
                    help="training input: pil (CPU workers, default) or tensor (JPEGs decoded on the GPU)")
     o.add_argument("--keep-checkpoints", help="all, last, or epochs to keep such as 0,1,2,5,10,90")
+    o.add_argument("--bad-images", choices=["stop", "skip"],
+                   help="an unreadable training image: stop the run naming it (default), or leave it out and count it")
     o.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     _pack_parser(sub)
     from .reproduce import add_parser
@@ -93,11 +99,17 @@ def _pack_parser(sub) -> None:
     i.add_argument("file", metavar="FILE", help="a pack written by `pack export`")
     for a in (e, i):
         a.add_argument("--store", help="the run store (default: $CLASSSEL_RUNS or runs/)")
-        a.add_argument("--traceback", action="store_true", help="on an error, show the whole traceback")
+        _traceback(a)
+
+
+def _traceback(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--traceback", action="store_true", help="on an error, show the whole traceback")
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    args.traceback = args.traceback_first or getattr(args, "traceback", False)
+    del args.traceback_first
     from .train import RunLocked
 
     try:
@@ -119,8 +131,19 @@ def _train(args) -> int:
     from .parallel import RunsFailed, check_jobs
     from .train import train
 
+    if args.out == "":
+        raise ValueError("--out '' is not valid: expected a folder for the run (leave out --out to train into the "
+                         "run store)")
     if args.seeds and len(args.seeds) == 1 and args.out:
         args.seed, args.seeds = args.seeds[0], None  # one run into --out
+    if args.seeds and args.resume:
+        raise ValueError("--resume applies to one run's folder (--out): the run store resumes the runs of --seeds "
+                         "by itself; leave out --resume")
+    if args.jobs is not None and not args.seeds:
+        raise ValueError(f"--jobs {args.jobs} applies to several runs (--seeds S S ...): one run trains in this "
+                         "process; leave out --jobs")
+    if args.seed is None:
+        args.seed = 0
     skip = ("command", "preset", "out", "resume", "traceback", "seeds", "jobs")
     overrides = {k: v for k, v in vars(args).items() if v is not None and k not in skip}
     for k in ("reg_modules", "eval_steps"):
@@ -146,8 +169,6 @@ def _train(args) -> int:
               f"in {done[0].path.parent}")
         return 0
     out = Path(args.out) if args.out else layout.run(config_hash(cfg), cfg.seed).root
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file: expected a folder for the run")
     train(cfg, out, resume=args.resume)
     return 0
 

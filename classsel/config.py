@@ -46,6 +46,8 @@ CIFAR10_SIZE = {"train": 50_000, "val": 10_000}
 CLASS_STATS = ("mean", "sum")
 #: Training input pipelines (:mod:`classsel.pipeline`); "tensor" needs an ImageFolder tree.
 PIPELINES = ("pil", "tensor")
+#: What an unreadable training image does: stops the run naming it, or is left out and counted.
+BAD_IMAGES = ("stop", "skip")
 MAX_EPOCHS = 10_000
 MAX_SEED = 2**63 - 1
 
@@ -91,6 +93,7 @@ class Config:
     # where the optimiser and RNG state stays beside the weights: "resume" (the newest checkpoints
     # while the run trains, none once it is finished), "all", or epochs (a later run branches there)
     keep_state: str = "resume"
+    bad_images: str = "stop"  # an unreadable training image: stop (naming it) | skip (leave it out, counted)
     progress: bool = True
 
     def regularizes(self, epoch: int) -> bool:
@@ -107,7 +110,7 @@ class Config:
 #: identity at that value, so the runs stored before keep their hash.
 LATER_FIELDS = {"optimizer": "sgd", "warmup_epochs": 0.0}
 EXECUTION_FIELDS = ("preset", "data_root", "device", "amp", "channels_last", "workers", "pipeline",
-                    "keep_checkpoints", "keep_state", "progress", "seed")
+                    "keep_checkpoints", "keep_state", "progress", "seed", "bad_images")
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 
 PRESETS: dict[str, dict] = {
@@ -260,6 +263,7 @@ CHECKS = {
     "pipeline": _choice(PIPELINES),
     "keep_checkpoints": (_keep, "all, last, or epochs to keep such as 0,1,5,90"),
     "keep_state": (_keep_state, "resume, all, or epochs such as 2,4 (their optimiser and RNG state is kept)"),
+    "bad_images": _choice(BAD_IMAGES),
     "progress": (_bool, "True or False"),
 }
 
@@ -286,7 +290,32 @@ def resolve(preset: str | None = None, **overrides) -> Config:
     # The builder's defaults and regularised modules stand in for the preset's, never for what was asked.
     values = {**PRESETS[preset], **dict(arch(name).defaults), **overrides, "preset": preset}
     values.setdefault("reg_modules", layout(name).regularized)
-    return normalise(Config(**{k: check_field(k, v) for k, v in values.items()}))
+    cfg = Config(**{k: check_field(k, v) for k, v in values.items()})
+    given = {k: getattr(cfg, k) for k in overrides}
+    cfg = normalise(cfg)
+    _check_applies(cfg, given)
+    return cfg
+
+
+#: Fields that only some datasets or architectures read, and what reads them.
+APPLIES = {
+    "data_root": (lambda c: c.dataset != "mnist5k", "the datasets read from files (imagefolder, cifar10); "
+                  "mnist5k is embedded"),
+    "image_size": (lambda c: c.dataset == "imagefolder", "dataset imagefolder (the others have a fixed size)"),
+    "per_class": (lambda c: c.dataset == "mnist5k", "dataset mnist5k"),
+    "val_per_class": (lambda c: c.dataset == "mnist5k", "dataset mnist5k"),
+    "width": (lambda c: bool(arch(c.arch).width), "the narrow architectures (" +
+              ", ".join(a for a in ARCHS if arch(a).width) + ")"),
+}
+
+
+def _check_applies(cfg: Config, given: dict) -> None:
+    """Refuse a value given for a field that this configuration does not read (it would be
+    dropped without a word); a value equal to what normalisation leaves is no request."""
+    for name, value in given.items():
+        if name in APPLIES and not APPLIES[name][0](cfg) and value != getattr(cfg, name):
+            raise ValueError(f"{name}={value!r} does not apply to preset {cfg.preset!r} (dataset {cfg.dataset}, "
+                             f"arch {cfg.arch}): it is read only with {APPLIES[name][1]}; leave it out")
 
 
 def from_dict(d: dict) -> Config:
@@ -381,14 +410,15 @@ def state_epochs(cfg: Config) -> set[int] | str:
     return {int(e) for e in cfg.keep_state.split(",")}
 
 
-def identity(cfg: Config) -> dict:
-    """The fields that define what a run computes (the seed is kept apart)."""
-    d = dataclasses.asdict(cfg)
+def identity(cfg: Config | dict) -> dict:
+    """The fields that define what a run computes (the seed is kept apart), of a configuration
+    or of its ``dataclasses.asdict`` form (e.g. as a run's config.json saved it)."""
+    d = dataclasses.asdict(cfg) if isinstance(cfg, Config) else cfg
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()
             if k not in EXECUTION_FIELDS and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
 
 
-def config_hash(cfg: Config) -> str:
-    """A short stable hash of :func:`identity`."""
+def config_hash(cfg: Config | dict) -> str:
+    """A short stable hash of :func:`identity` (of a configuration, or of a saved identity)."""
     blob = json.dumps(identity(cfg), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:10]

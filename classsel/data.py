@@ -17,10 +17,15 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+from torchvision.datasets import ImageFolder
+
+from .config import BAD_IMAGES
 
 NAMES = ("mnist5k", "imagefolder", "cifar10")
 SPLITS = ("train", "val")
@@ -175,14 +180,98 @@ def imagenet_transform(split: str, image_size: int = 224):
     return T.Compose([*first, T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
+class UnreadableImage(ValueError):
+    """An image file that could not be read or decoded, named."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """In place of an image: the file that could not be read or decoded, and why."""
+
+    path: str
+    reason: str
+
+
+class BadImages:
+    """What an unreadable image of the ``split`` does: ``"stop"`` raises :class:`UnreadableImage`
+    naming it; ``"skip"`` leaves it out, says so on stderr and keeps it in ``skipped``."""
+
+    def __init__(self, policy: str = "stop", split: str = "train"):
+        if policy not in BAD_IMAGES:
+            raise ValueError(f"bad_images={policy!r} is not valid: expected one of {list(BAD_IMAGES)}")
+        self.policy, self.split, self.skipped = policy, split, []
+
+    def found(self, bad: Unreadable, whole_batch: bool = False) -> None:
+        where = f"unreadable image {bad.path} in the {self.split} data ({bad.reason})"
+        if self.policy == "stop" or whole_batch:
+            why = ("every image of a batch is unreadable" if whole_batch and self.policy == "skip" else
+                   "remove or replace the file" + ("; --bad-images skip (bad_images='skip') leaves such training "
+                                                   "images out" if self.split == "train" else ""))
+            raise UnreadableImage(f"{where}: {why}")
+        self.skipped.append(bad)
+        print(f"left out {where}; {len(self.skipped)} so far", file=sys.stderr)
+
+    def keep(self, images: list, labels: torch.Tensor) -> tuple[list, torch.Tensor]:
+        """The readable ``images`` and their labels; the rest reported by :meth:`found`."""
+        ok = [not isinstance(im, Unreadable) for im in images]
+        bad = [im for im in images if isinstance(im, Unreadable)]
+        for i, b in enumerate(bad):
+            self.found(b, whole_batch=not any(ok) and i == len(bad) - 1)
+        return [im for im, good in zip(images, ok) if good], labels[torch.tensor(ok, dtype=torch.bool)]
+
+
+class ImageFiles(ImageFolder):
+    """torchvision's ImageFolder that gives :class:`Unreadable` for a file it cannot read or decode."""
+
+    def __getitem__(self, i):
+        try:
+            return super().__getitem__(i)
+        except Exception as e:  # whatever a broken file makes PIL raise (OSError, SyntaxError, ...)
+            return Unreadable(self.samples[i][0], f"{type(e).__name__}: {e}"), self.samples[i][1]
+
+
+def _collate_checked(batch):
+    """Default collation of the readable ``(image, label)`` pairs, and the unreadable ones apart."""
+    from torch.utils.data import default_collate
+
+    bad = [(x, y) for x, y in batch if isinstance(x, Unreadable)]
+    good = [(x, y) for x, y in batch if not isinstance(x, Unreadable)]
+    return (default_collate(good) if good else None), bad
+
+
+class CheckedLoader:
+    """A DataLoader of image files whose unreadable images :class:`BadImages` handles; otherwise
+    the DataLoader itself (``sampler``, ``batch_size``, ``generator``, ...)."""
+
+    def __init__(self, loader: DataLoader, bad_images: BadImages):
+        self.loader, self.bad_images = loader, bad_images
+
+    def __getattr__(self, name):
+        if name in ("loader", "bad_images"):
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+    @property
+    def skipped(self) -> list[Unreadable]:
+        return self.bad_images.skipped
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch, bad in self.loader:
+            for i, (b, _) in enumerate(bad):
+                self.bad_images.found(b, whole_batch=batch is None and i == len(bad) - 1)
+            yield batch
+
+
 def imagefolder(root: str | os.PathLike, split: str, image_size: int = 224):
     """One split of an ImageNet-style tree ``root/{train,val}/<class>/*.JPEG``.
 
     Labels are the indices of the sorted class folder names, identical for train and
-    val (checked by :func:`check_imagefolder`).
+    val (checked by :func:`check_imagefolder`). An image that cannot be read gives an
+    :class:`Unreadable` in its place, which :func:`loader` reports.
     """
-    from torchvision.datasets import ImageFolder
-
     _check_split(split)
     root = Path(root)
     check_imagefolder(root)
@@ -190,7 +279,7 @@ def imagefolder(root: str | os.PathLike, split: str, image_size: int = 224):
     if not path.is_dir():
         raise FileNotFoundError(f"split folder {str(path)!r} does not exist; {_LAYOUT}")
     try:
-        ds = ImageFolder(str(path), transform=imagenet_transform(split, image_size))
+        ds = ImageFiles(str(path), transform=imagenet_transform(split, image_size))
     except FileNotFoundError as e:  # a class folder without images
         raise FileNotFoundError(f"no images found under {str(path)!r}: {e}; {_LAYOUT}") from e
     ds.num_classes = len(ds.classes)
@@ -285,8 +374,14 @@ def loader(
     seed: int = 0,
     workers: int = 0,
     distributed: bool = False,
+    bad_images: str = "stop",
+    collate_fn=None,
 ) -> DataLoader:
     """A DataLoader: shuffled and ``drop_last`` for training, in order for evaluation.
+
+    For image files (:func:`imagefolder`) an unreadable image is named: it stops the
+    loader, or (``bad_images="skip"``, training only) is left out and counted
+    (:class:`BadImages`; the loader's ``skipped``).
 
     The training order is a function of ``(seed, epoch)`` only: call
     :func:`set_epoch` before each epoch, and a resumed run sees the same order.
@@ -308,7 +403,8 @@ def loader(
     # Its own generator: creating an iterator draws a worker base seed, which must
     # not consume (or depend on) the global RNG that a resumed run restores.
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
+    files = isinstance(dataset, ImageFiles)
+    result = DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -317,7 +413,11 @@ def loader(
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
+        collate_fn=_collate_checked if files else collate_fn,
     )
+    # a measurement is over the whole validation set: an image left out there would change it
+    return CheckedLoader(result, BadImages(bad_images if train else "stop", "train" if train else "val")) \
+        if files else result
 
 
 def set_epoch(loader: DataLoader, epoch: int, start_batch: int = 0) -> None:

@@ -16,6 +16,7 @@ A run's folder::
     derived/<name>.csv            analyses computed from the run (ablation, CKA), cached,
     derived/<name>.csv.sha256     with its checksum
     MANIFEST.json                 size and SHA-256 of every file, written when the run ends
+    VERIFIED.json                 the files found to match it, by size, times and inode (not hashed again)
     DONE                          the run finished
     IMPORTED                      the run came from a results pack (classsel.pack): it has no checkpoints
     .lock                         held by the process training the run
@@ -35,6 +36,17 @@ CONFIG = "config.json"
 RESULTS = "results"
 #: Temporary files of interrupted atomic writes: ``.<name>.tmp<pid>``.
 TEMPORARY = re.compile(r"^\..+\.tmp\d+$")
+#: The names a run writes, by folder (``""``: the run's folder itself); nothing else belongs in a run.
+RUN_NAMES = {
+    "": re.compile(r"^(config\.json|metrics\.csv|DONE|MANIFEST\.json|IMPORTED|VERIFIED\.json|\.lock)$"),
+    "checkpoints": re.compile(r"^step\d{8}\.pt$"),
+    "si": re.compile(r"^step\d{8}\.csv\.gz$"),
+    "predictions": re.compile(r"^step\d{8}\.csv$"),
+    "derived": re.compile(r"^[^/.][^/]*\.csv(\.sha256)?$"),
+}
+#: The files of a run its manifest records (the rest are marks, the lock, or carry their own checksums).
+RECORDED = {"": re.compile(r"^(config\.json|metrics\.csv)$"),
+            **{k: v for k, v in RUN_NAMES.items() if k in ("checkpoints", "si", "predictions")}}
 
 
 def step_name(step: int) -> str:
@@ -65,6 +77,8 @@ class RunFiles:
     # the identity shared by every seed of the configuration
     shared_config = property(lambda self: self.root.parent / CONFIG)
     imported = property(lambda self: self.root / "IMPORTED")
+    # which files were hashed and found as the manifest says, by their stat (classsel.manifest)
+    verified = property(lambda self: self.root / "VERIFIED.json")
     checkpoints_dir = property(lambda self: self.root / "checkpoints")
     si_dir = property(lambda self: self.root / "si")
     predictions_dir = property(lambda self: self.root / "predictions")
@@ -100,16 +114,30 @@ class RunFiles:
         return [s for s, _ in _steps(self.predictions_dir, ".csv")]
 
     def recorded(self) -> list[Path]:
-        """The files the manifest records: everything the run wrote but the lock, the
-        manifest itself, DONE, the mark of an imported run and derived analyses (which carry
-        their own checksums)."""
-        skip = {self.lock, self.manifest, self.done, self.imported}
-        return sorted(p for p in self.root.rglob("*") if p.is_file() and p not in skip
-                      and self.derived_dir not in p.parents and not TEMPORARY.match(p.name))
+        """The files the manifest records: config.json, metrics.csv and the tables and
+        checkpoints of the evaluation points (not the lock, the manifest itself, DONE, the
+        mark of an imported run, derived analyses, which carry their own checksums, nor a
+        file the run did not write)."""
+        return sorted(p for p in self.root.rglob("*") if p.is_file() and _named(self.relative(p), RECORDED))
 
     def temporaries(self) -> list[Path]:
-        """Leftovers of writes that were interrupted."""
-        return sorted(p for p in self.root.rglob(".*.tmp*") if TEMPORARY.match(p.name))
+        """Leftovers of the run's own writes that were interrupted (``.<run file>.tmp<pid>``)."""
+        return sorted(p for p in self.root.rglob(".*.tmp*") if TEMPORARY.match(p.name)
+                      and _named(self.relative(p.with_name(p.name[1:p.name.rindex(".tmp")])), RUN_NAMES))
+
+    def foreign(self) -> list[Path]:
+        """What the run's folder holds that a run does not write (a user's files, another tool's)."""
+        if not self.root.is_dir():
+            return []
+        found, temporaries = [], set(self.temporaries())
+        for p in sorted(self.root.rglob("*")):
+            rel = self.relative(p)
+            if p.is_dir() and not p.is_symlink() and rel in RUN_NAMES:
+                continue
+            if p.is_symlink() or not p.is_file() or not (_named(rel, RUN_NAMES) or p in temporaries):
+                if not any(q in found for q in p.parents):
+                    found.append(p)
+        return found
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -117,6 +145,17 @@ class RunFiles:
     def without_checkpoints(self, entries: dict[str, dict]) -> dict[str, dict]:
         """Manifest entries but the checkpoints: the files a results pack holds (classsel.pack)."""
         return {rel: e for rel, e in entries.items() if (self.root / rel).parent != self.checkpoints_dir}
+
+
+def run_file(rel: str) -> bool:
+    """Whether ``rel`` (a path relative to a run's folder) names a file a run writes."""
+    return _named(rel, RUN_NAMES)
+
+
+def _named(rel: str, names: dict[str, re.Pattern]) -> bool:
+    """Whether the path ``rel`` (relative to a run's folder) is one of ``names``."""
+    folder, _, name = rel.rpartition("/")
+    return folder in names and bool(names[folder].match(name))
 
 
 def _steps(folder: Path, suffix: str) -> list[tuple[int, Path]]:

@@ -11,14 +11,17 @@ in the store (:mod:`classsel.layout`):
     results/<section>/...                   the notebooks' figures and tables
 
 Members are sorted and carry fixed times, owners and modes, so one store always gives the same
-bytes. Importing checks every checksum before anything is written, refuses a path that would
-leave the store and a run the store holds with other content, and marks each imported run
+bytes. Importing checks every checksum and every run's configuration against its hash before
+anything is written, refuses a path that would leave the store or the pack's layout, a run the
+store holds with other content and a file where a folder must go; it writes all or nothing
+(staged, then renamed into place, moved back on a failure), and marks each imported run
 (``IMPORTED``): the run store then treats it as intact without its checkpoints, and a request
 for one (:meth:`classsel.runs.Run.model`) says how to train the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -32,6 +35,7 @@ from pathlib import Path, PurePosixPath
 
 from . import layout, manifest
 from .checkpoint import atomic_write
+from .config import config_hash
 from .layout import RunFiles
 
 #: The pack's table of contents, its first member.
@@ -40,6 +44,7 @@ FORMAT = 1
 RESULTS = layout.RESULTS
 #: A run's path in the store and in a pack: ``<config hash>/seed<S>``.
 RUN = re.compile(r"^[0-9a-f]+/seed\d+$")
+HASH = re.compile(r"^[0-9a-f]+$")
 
 
 # ----------------------------------------------------------------------------- export
@@ -183,11 +188,15 @@ class _Pack:
         if index.get("format") != FORMAT:
             raise self.damaged(f"has format {index.get('format')!r}; this version reads format {FORMAT}")
         for run in index["runs"]:
-            if not RUN.match(str(run)) or f"{run}/DONE" not in files:
+            if not RUN.match(str(run)) or f"{run}/DONE" not in files or f"{run}/{layout.CONFIG}" not in files:
                 raise self.damaged(f"names the run {run!r}, which is not <config hash>/seed<S> with a DONE "
-                                   "file")
+                                   f"file and a {layout.CONFIG}")
         for member in files:
             _inside(self, root, member, index["runs"])
+        folders = {"/".join(PurePosixPath(m).parts[:i]) for m in files for i in range(1, len(PurePosixPath(m).parts))}
+        clash = sorted(folders & set(files))
+        if clash:
+            raise self.damaged(f"holds {clash[0]!r} both as a file and as a folder of other files")
         yield index
         seen = set()
         for name, data in stream:
@@ -196,12 +205,36 @@ class _Pack:
                 raise self.damaged(f"holds {name!r}, which its index does not list (or lists once)")
             if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
                 raise self.damaged(f"holds {name}, which does not match its checksum")
+            if PurePosixPath(name).name == layout.CONFIG:
+                self.check_config(name, data)
             seen.add(name)
             yield name, data
         missing = sorted(set(files) - seen)
         if missing:
             raise self.damaged(f"lacks {missing[0]}, which its index lists" +
                                (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+
+    def check_config(self, name: str, data: bytes) -> None:
+        """A configuration's identity, or a run's config.json, must be what its folder's hash (and
+        seed) say: else the run store would give this run for another configuration."""
+        parts = PurePosixPath(name).parts
+        try:
+            saved = json.loads(data)
+            config = saved if len(parts) == 2 else saved["config"]
+            found = config_hash(config)
+            seed = None if len(parts) == 2 else config["seed"]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise self.damaged(f"holds {name}, which is not a configuration ({type(e).__name__}: {e})") from None
+        if found != parts[0]:
+            raise self.damaged(f"holds {name}, whose configuration has the hash {found}, not {parts[0]}: the "
+                               "run would stand for another configuration")
+        if seed is not None and f"seed{seed}" != parts[1]:
+            raise self.damaged(f"holds {name}, a run of seed {seed!r}, in the folder {parts[1]}")
+
+
+#: What a run's folder in a pack may hold: its files, but the checkpoints and the marks the
+#: store itself writes.
+NOT_PACKED = ("checkpoints", ".lock", "IMPORTED", "VERIFIED.json")
 
 
 def _inside(pack: _Pack, root: Path, name: str, runs: list[str]) -> Path:
@@ -212,9 +245,11 @@ def _inside(pack: _Pack, root: Path, name: str, runs: list[str]) -> Path:
                or not (root / name).resolve().is_relative_to(root.resolve()))
     if escapes:
         raise pack.damaged(f"holds {name!r}, a path that leaves the run store {root}")
-    known = (parts[0] == RESULTS or (len(parts) == 2 and parts[1] == layout.CONFIG)
-             or "/".join(parts[:2]) in runs)
-    if not known or (len(parts) > 2 and parts[2] == "checkpoints") or layout.TEMPORARY.match(parts[-1]):
+    in_run = len(parts) > 2 and "/".join(parts[:2]) in runs
+    known = ((parts[0] == RESULTS and len(parts) > 2)  # results/<section>/<file>
+             or (len(parts) == 2 and parts[1] == layout.CONFIG and HASH.match(parts[0]))
+             or (in_run and parts[2] not in NOT_PACKED and layout.run_file("/".join(parts[2:]))))
+    if not known or layout.TEMPORARY.match(parts[-1]):
         raise pack.damaged(f"holds {name!r}, which is not a file of a results pack")
     return root / name
 
@@ -248,9 +283,14 @@ def import_pack(file, store=None) -> tuple[list[str], list[str]]:
         in_run = "/".join(PurePosixPath(name).parts[:2]) in runs
         if not in_run and target.exists() and not _same(target, files[name]):
             conflicts.append(f"{target} exists with different content")
+    for name in files:
+        parent = next((p for p in reversed((root / name).parents) if p.is_relative_to(root) and p.exists()
+                       and not p.is_dir()), None)
+        if parent is not None:
+            conflicts.append(f"{parent} is a file where the pack needs a folder")
     if conflicts:
-        raise ValueError(f"cannot import {file}: {'; '.join(conflicts)}. Nothing was imported; remove what "
-                         "differs, or import into another store (--store)")
+        raise ValueError(f"cannot import {file}: {'; '.join(dict.fromkeys(conflicts))}. Nothing was imported; "
+                         "remove what differs, or import into another store (--store)")
     added = [r for r in runs if r not in present]
     _write(pack, root, index, added, present)
     return added, present
@@ -263,31 +303,43 @@ def _same(path: Path, entry: dict) -> bool:
 
 
 def _write(pack: _Pack, root: Path, index: dict, added: list[str], present: list[str]) -> None:
-    """Write the members: each new run into a temporary folder renamed into place once complete
-    (a run is never seen half-imported), other files atomically; the pack is read a second time
-    and checked again on the way."""
-    staging = {run: layout.temporary(root / run) for run in added}
-    pack_sha256 = manifest.sha256(pack.file)
+    """Write the members all at once or not at all: into a staging folder in the store (the pack
+    read a second time and checked again on the way), then each new run and file renamed into
+    place; a failure moves back what was moved and removes the folders it made."""
+    made = [p for p in [root, *root.parents] if not p.exists()][::-1]  # the store's own folders, made here
+    root.mkdir(parents=True, exist_ok=True)
+    staging = layout.temporary(root / "import")
+    moved: list[tuple[Path, Path]] = []
     try:
         stream = pack.checked(root)
         next(stream)
+        places = []
         for name, data in stream:
             run = "/".join(PurePosixPath(name).parts[:2])
-            if run in present:
-                continue
-            if run in staging:
-                target = staging[run] / PurePosixPath(name).relative_to(run)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-            elif not (root / name).exists():
-                (root / name).parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(root / name, data)
-        for run, folder in staging.items():
+            if run in present or (run not in added and (root / name).exists()):
+                continue  # the same content is there (checked before)
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(data)
+            places.append(run if run in added else name)
+        pack_sha256 = manifest.sha256(pack.file)
+        for run in added:
             mark = {"pack": pack.file.name, "pack_sha256": pack_sha256,
                     "checkpoints_left_out": index["checkpoints_left_out"].get(run, [])}
-            atomic_write(RunFiles(folder).imported, json.dumps(mark, indent=1).encode())
-            folder.rename(root / run)
+            atomic_write(RunFiles(staging / run).imported, json.dumps(mark, indent=1).encode())
+        for place in dict.fromkeys(places):
+            target = root / place
+            missing = [p for p in target.parents if p.is_relative_to(root) and not p.exists()][::-1]
+            for folder in missing:
+                folder.mkdir()
+                made.append(folder)
+            os.rename(staging / place, target)
+            moved.append((target, staging / place))
+    except BaseException:
+        for target, staged in reversed(moved):
+            os.rename(target, staged)
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: never what was there before
+        raise
     finally:
-        for folder in staging.values():
-            if folder.exists():
-                shutil.rmtree(folder)
+        shutil.rmtree(staging, ignore_errors=True)

@@ -45,7 +45,16 @@ class EncodedImages(Dataset):
 
     def __getitem__(self, i):
         path, label = self.samples[i]
-        return Path(path).read_bytes(), label  # default collation keeps bytes as a list
+        try:
+            return Path(path).read_bytes(), label, path
+        except OSError as e:
+            return data.Unreadable(path, f"{type(e).__name__}: {e.strerror or e}"), label, path
+
+
+def _collate_files(batch):
+    """``(blobs, labels, paths)``: the bytes (or :class:`classsel.data.Unreadable`) as a list."""
+    blobs, labels, paths = zip(*batch)
+    return list(blobs), torch.tensor(labels), list(paths)
 
 
 def crop_boxes(sizes: torch.Tensor, generator: torch.Generator, scale=SCALE, ratio=RATIO,
@@ -80,27 +89,39 @@ def crop_boxes(sizes: torch.Tensor, generator: torch.Generator, scale=SCALE, rat
     return torch.cat([top, left, ch, cw], 1).long()
 
 
-def decode(blobs: list[bytes], device: torch.device) -> list[torch.Tensor]:
+def decode(blobs: list, device: torch.device, paths: list[str] | None = None) -> list:
     """RGB ``uint8 [3, H, W]`` images on ``device``: JPEGs in one batched ``decode_jpeg``, others on the CPU.
 
-    A JPEG the device decoder rejects (e.g. CMYK on nvJPEG) is decoded on the CPU instead.
+    A JPEG the device decoder rejects (e.g. CMYK on nvJPEG) is decoded on the CPU instead; a
+    file that does not decode there either (or ``Unreadable`` already) gives a
+    :class:`classsel.data.Unreadable` naming it (``paths``, else its place in the batch).
     """
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-    raw = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
-    on_cpu = lambda t: decode_image(t, mode=ImageReadMode.RGB).to(device)  # noqa: E731
-    out: list[torch.Tensor | None] = [None] * len(raw)
-    jpegs = [i for i, b in enumerate(blobs) if b[:3] == JPEG_MAGIC]
+    names = paths or [f"image {i} of the batch" for i in range(len(blobs))]
+    out: list = [b if isinstance(b, data.Unreadable) else None for b in blobs]
+    raw = {i: torch.frombuffer(bytearray(b), dtype=torch.uint8) for i, b in enumerate(blobs)
+           if out[i] is None and len(b)}
+
+    def on_cpu(i):
+        if i not in raw:
+            return data.Unreadable(names[i], "an empty file")
+        try:
+            return decode_image(raw[i], mode=ImageReadMode.RGB).to(device)
+        except RuntimeError as e:
+            return data.Unreadable(names[i], f"{type(e).__name__}: {str(e).splitlines()[0]}")
+
+    jpegs = [i for i in raw if blobs[i][:3] == JPEG_MAGIC]
     if jpegs:
         try:
             for i, im in zip(jpegs, decode_jpeg([raw[i] for i in jpegs], mode=ImageReadMode.RGB, device=device)):
                 out[i] = im
-        except RuntimeError:
+        except RuntimeError:  # one file fails the whole batch: find which, image by image
             for i in jpegs:
-                out[i] = on_cpu(raw[i])
+                out[i] = on_cpu(i)
     for i, im in enumerate(out):
         if im is None:
-            out[i] = on_cpu(raw[i])
+            out[i] = on_cpu(i)
     return out
 
 
@@ -139,9 +160,11 @@ class TensorLoader:
     """
 
     def __init__(self, dataset, batch_size: int, image_size: int, seed: int = 0, workers: int = 0,
-                 distributed: bool = False, device="cpu", scale=SCALE, ratio=RATIO, flip: float = 0.5):
+                 distributed: bool = False, device="cpu", scale=SCALE, ratio=RATIO, flip: float = 0.5,
+                 bad_images: str = "stop"):
         self.files = data.loader(EncodedImages(dataset), batch_size, train=True, seed=seed, workers=workers,
-                                 distributed=distributed)
+                                 distributed=distributed, collate_fn=_collate_files)
+        self.bad_images = data.BadImages(bad_images, "train")
         self.dataset = dataset
         self.sampler, self.batch_size, self.generator = self.files.sampler, self.files.batch_size, self.files.generator
         self.image_size, self.device = image_size, torch.device(device)
@@ -152,26 +175,34 @@ class TensorLoader:
 
     def __iter__(self):
         s = self.sampler
-        for b, (blobs, labels) in enumerate(self.files, start=s.start // self.batch_size):
+        for b, (blobs, labels, paths) in enumerate(self.files, start=s.start // self.batch_size):
             g = torch.Generator().manual_seed(batch_seed(s.seed, s.epoch, b, s.rank))
-            images = augment(decode(blobs, self.device), self.image_size, g, self.scale, self.ratio, self.flip)
-            yield images, labels
+            decoded, labels = self.bad_images.keep(decode(blobs, self.device, paths), labels)
+            yield augment(decoded, self.image_size, g, self.scale, self.ratio, self.flip), labels
+
+    @property
+    def skipped(self) -> list:
+        """The unreadable images left out so far (``bad_images="skip"``)."""
+        return self.bad_images.skipped
 
 
 def train_loader(dataset, batch_size: int, seed: int = 0, workers: int = 0, distributed: bool = False,
-                 pipeline: str = "pil", device="cpu", image_size: int = 224):
+                 pipeline: str = "pil", device="cpu", image_size: int = 224, bad_images: str = "stop"):
     """The training loader of ``pipeline`` (one of :data:`PIPELINES`) for ``dataset``.
 
     ``"pil"`` returns ``data.loader(dataset, batch_size, train=True, ...)`` (``device`` and
     ``image_size`` unused: the dataset's transform crops); ``"tensor"`` needs an
-    ImageFolder dataset (it reads ``dataset.samples``) and yields images on ``device``.
+    ImageFolder dataset (it reads ``dataset.samples``) and yields images on ``device``. An
+    unreadable image file stops either, naming it, or (``bad_images="skip"``) is left out and
+    kept in the loader's ``skipped``.
     """
     if pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {pipeline!r}; expected one of {PIPELINES}")
     if pipeline == "pil":
-        return data.loader(dataset, batch_size, train=True, seed=seed, workers=workers, distributed=distributed)
+        return data.loader(dataset, batch_size, train=True, seed=seed, workers=workers, distributed=distributed,
+                           bad_images=bad_images)
     if not hasattr(dataset, "samples"):
         raise ValueError(f"pipeline='tensor' decodes image files and needs an ImageFolder dataset "
                          f"(dataset='imagefolder'), got {type(dataset).__name__}; use pipeline='pil'")
     return TensorLoader(dataset, batch_size, image_size, seed=seed, workers=workers, distributed=distributed,
-                        device=device)
+                        device=device, bad_images=bad_images)

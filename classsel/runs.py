@@ -185,8 +185,8 @@ def branch(run: Run, parent: Run, epoch: int, log=print) -> bool:
 
 
 def intact(run: Run) -> bool:
-    """Whether a finished run's files match its manifest (sizes; see :func:`classsel.manifest.check`)."""
-    return run.files.manifest.exists() and not manifest.check(run.files, _expected(run), full=False)
+    """Whether a finished run's files match its manifest, by their content (:func:`classsel.manifest.check`)."""
+    return run.files.manifest.exists() and not manifest.check(run.files, _expected(run))
 
 
 def _expected(run: Run) -> dict[str, dict]:
@@ -206,7 +206,7 @@ def repair(run: Run, log=print) -> bool:
         manifest.write(files)
         return True
     entries = _expected(run)
-    problems = manifest.check(files, entries, full=False)
+    problems = manifest.check(files, entries)
     if not problems:
         return True
     origin = " (imported from a results pack: no checkpoints to mend it from)" if run.imported else ""
@@ -219,7 +219,7 @@ def repair(run: Run, log=print) -> bool:
     if mendable and needed <= set(checkpoints) and not manifest.check(
             files, {files.relative(checkpoints[s]): entries[files.relative(checkpoints[s])] for s in needed}):
         _measure_again(run, problems, checkpoints, final, log)
-        left = manifest.check(files, entries, full=False)
+        left = manifest.check(files, entries)
         if not left:
             return True
         log(f"measured again, but {'; '.join(map(str, left))} (another machine's arithmetic): recording the new files")

@@ -167,13 +167,18 @@ def measure(
             acts = acts[keep]
         sums[name].index_add_(0, labels_dev, acts.to(torch.float64))
 
-    seen = 0
+    seen = batches = 0
     with evaluating(model), forward_hooks({b.name: b.block for b in blocks}, record):
         for images, labels in progress_bar(loader, "measure SI", enabled=progress, leave=False):
             check_labels(labels, num_classes)
             mask = _padding_mask(loader, seen, len(labels))
             seen += len(labels)
             keep = mask.to(device) if mask is not None and not mask.all() else None
+            if not torch.isfinite(images).all():
+                raise FloatingPointError(
+                    f"batch {batches} of the loader holds {int((~torch.isfinite(images)).sum())} values that "
+                    "are NaN or infinite in its images: no SI from it (check the data and its normalisation)")
+            batches += 1
             labels_dev = labels.to(device, non_blocking=True)
             if keep is not None:
                 labels_dev = labels_dev[keep]
@@ -193,6 +198,11 @@ def measure(
             pred_counts.index_add_(0, top[:, 0], torch.ones_like(labels_dev, dtype=torch.float64))
 
     _all_reduce(correct, pred_counts, counts, *sums.values())
+    bad = [name for name, s in sums.items() if not torch.isfinite(s).all()]
+    if bad:
+        raise FloatingPointError(
+            f"the units of block {bad[0]}{f' (and {len(bad) - 1} more blocks)' if len(bad) > 1 else ''} gave "
+            "activations that are NaN or infinite: no SI (the network's weights or features diverged)")
     samples = int(pred_counts.sum().item())
     if samples == 0:
         raise ValueError("the loader yielded no samples")

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from . import data, manifest, pipeline, recipe
+from . import layout as paths
 from .config import DATASETS, Config, config_hash, identity, input_side, keep_epochs, layout, state_epochs
 from .layout import RunFiles
 from .lockfile import lock_hash
@@ -73,6 +74,7 @@ def train(cfg: Config, out: str | os.PathLike, resume: bool = False, log=print, 
     :func:`run_lock`. Everything is checked before the first file is written."""
     rank, world, owns_group = _dist()
     try:
+        check_out(cfg, out, resume)
         setup = set_up(cfg, world)
         held = run_lock(out) if rank == 0 and lock else contextlib.nullcontext()
         with held:
@@ -83,6 +85,50 @@ def train(cfg: Config, out: str | os.PathLike, resume: bool = False, log=print, 
 
 
 # ----------------------------------------------------------------------------- set-up
+
+
+def _ours(files: RunFiles) -> bool:
+    """Whether the folder's config.json is one that :func:`describe` wrote."""
+    try:
+        info = json.loads(files.config.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and isinstance(info.get("config"), dict) and isinstance(info.get("hash"), str)
+
+
+def check_out(cfg: Config, out: str | os.PathLike, resume: bool) -> None:
+    """Refuse a folder that a run must not be written into: a file, the run store's root or
+    another place in the store than the run's own, a folder holding anything a run does not
+    write, and (``resume``) a folder holding no run."""
+    files = RunFiles(out)
+    root, where = files.root.resolve(), f"--out {str(files.root)!r}"
+    if files.root.exists() and not files.root.is_dir():
+        raise ValueError(f"{where} is a file: expected a folder for the run")
+    store = paths.store().resolve()
+    own = paths.run(config_hash(cfg), cfg.seed).root.resolve()
+    inside = root.relative_to(store).parts if root.is_relative_to(store) else None
+    # the store reads <hash>/seed<S> as a run of <hash>, and results/ as the notebooks'
+    if inside is not None and root != own and (
+            not inside or inside[0] == paths.RESULTS
+            or (len(inside) == 2 and paths.SEED_FOLDER.match(inside[1]))):
+        raise ValueError(f"{where} is {'the root of' if not inside else 'a folder of'} the run store {store}, "
+                         f"where a run's folder is <config hash>/seed<S> (this one's: {own}): leave out --out, "
+                         "or name a folder outside the store")
+    foreign = files.foreign()
+    if not foreign and files.config.exists() and not _ours(files):
+        foreign = [files.config]
+    if foreign:
+        shown = ", ".join(repr(files.relative(p)) for p in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise ValueError(f"{where} holds {shown}, which a run does not write: expected a new or empty folder, or "
+                         "a run's own folder (nothing of it was changed)")
+    # a run writes config.json before these: without it they are someone else's
+    finals = [p for p in (files.metrics, files.done, files.manifest, files.imported) if p.exists()]
+    if not foreign and finals and not _ours(files):
+        raise ValueError(f"{where} holds {', '.join(repr(p.name) for p in finals)} but no config.json of a run: "
+                         "expected a new or empty folder, or a run's own folder (nothing of it was changed)")
+    if resume and not (_ours(files) or files.checkpoints()):
+        state = "does not exist" if not files.root.exists() else "holds no run"
+        raise ValueError(f"{where} {state}: nothing to resume (leave out --resume to start a new run there)")
 
 
 @dataclass
@@ -120,6 +166,7 @@ def set_up(cfg: Config, world: int = 1) -> Setup:
         raise ValueError(f"batch_size={cfg.batch_size} is not valid: expected at most the {len(train_ds)} "
                          f"training images of {cfg.dataset}")
     classes = train_ds.num_classes
+    check_memory(cfg, classes, device)
     torch.manual_seed(cfg.seed)
     model = build(cfg.arch, classes, width=cfg.width, in_channels=DATASETS[cfg.dataset],
                   image_size=input_side(cfg)).to(device)
@@ -129,7 +176,7 @@ def set_up(cfg: Config, world: int = 1) -> Setup:
     opt = recipe.optimizer(cfg, model.parameters())
     train_loader = pipeline.train_loader(train_ds, cfg.batch_size // world, seed=cfg.seed, workers=cfg.workers,
                                          distributed=world > 1, pipeline=cfg.pipeline, device=device,
-                                         image_size=cfg.image_size)
+                                         image_size=cfg.image_size, bad_images=cfg.bad_images)
     per_epoch = len(train_loader)
     total = cfg.epochs * per_epoch
     beyond = [s for s in cfg.eval_steps if s >= total]
@@ -148,6 +195,23 @@ def set_up(cfg: Config, world: int = 1) -> Setup:
         classes=classes, per_epoch=per_epoch,
         evals={e * per_epoch for e in range(cfg.epochs + 1)} | set(cfg.eval_steps),
     )
+
+
+def check_memory(cfg: Config, classes: int, device: torch.device) -> None:
+    """Refuse a network whose weights, gradients and momentum alone exceed the device's memory
+    (else the allocator fails with a traceback, or the machine swaps)."""
+    with torch.device("meta"):  # shapes only: nothing allocated
+        params = sum(p.numel() for p in build(cfg.arch, classes, width=cfg.width, in_channels=DATASETS[cfg.dataset],
+                                               image_size=input_side(cfg)).parameters())
+    need = 3 * 4 * params
+    if device.type == "cuda":
+        have = torch.cuda.get_device_properties(device).total_memory
+    else:
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if need > have:
+        raise ValueError(f"width={cfg.width} is not valid here: {cfg.arch} at this width has {params:,} parameters, "
+                         f"whose weights, gradients and momentum need {need / 2**30:.1f} GiB, more than the "
+                         f"{have / 2**30:.1f} GiB of memory of {device}; expected a smaller width")
 
 
 def restore(cfg: Config, s: Setup, files: RunFiles, resume: bool, log) -> tuple[int, list[dict]]:
@@ -264,6 +328,10 @@ def _run(cfg: Config, s: Setup, files: RunFiles, resume: bool, rank: int, log) -
                 tally, t0 = Tally(s.device, s.opt.param_groups[0]["lr"]), time.perf_counter()
                 s.net.train()
     bar.close()
+    skipped = getattr(s.train_loader, "skipped", [])
+    if skipped:
+        log(f"left out {len(skipped)} unreadable training image{'s' * (len(skipped) > 1)} in this session "
+            f"(bad_images='skip'), the first {skipped[0].path}")
     if rank == 0:
         _prune(files, keep_epochs(cfg), state_epochs(cfg), s.per_epoch, finished=True)
         manifest.write(files)
@@ -278,7 +346,10 @@ def evaluate_and_save(cfg: Config, s: Setup, files: RunFiles, step: int, tally: 
                       rank: int) -> dict:
     """Measure the validation set; write the tables, the checkpoint, then metrics.csv. Returns the row."""
     t0 = time.perf_counter()
-    result = measure(s.model, s.val_loader, s.classes, s.device)
+    try:
+        result = measure(s.model, s.val_loader, s.classes, s.device)
+    except FloatingPointError as e:
+        raise FloatingPointError(f"measuring step {step} of the run in {files.root}: {e}") from None
     means = result.module_means()
     row = {
         "epoch": step / s.per_epoch, "step": step, **tally.row(),

@@ -41,6 +41,7 @@ BAD = {
     "pipeline": ["dali", "", None],
     "keep_checkpoints": ["-5", "", "0,-1", "a,b", 1.5, None, "0,9"],
     "keep_state": ["-5", "", "last", "a,b", 1.5, None, "0,9"],
+    "bad_images": ["ignore", "", None, True],
     "progress": ["yes", 1, None],
 }
 

@@ -127,8 +127,6 @@ def test_eval_step_past_an_imagefolder_run_is_refused_before_writing(tmp_path, i
     dict(reg_stop=7),
     dict(reg_start=2),  # alpha 0: no regulariser
     dict(reg_modules=("layer4",), class_stat="sum"),
-    dict(image_size=64),  # MNIST ignores it
-    dict(data_root="/somewhere"),
     dict(eval_steps=(2, 10, 45, 1000)),  # 10 is an epoch's end; 45 and 1000 are past the run
     dict(width=8, lr_step=3),  # the learning rate would first fall after the last epoch
 ])
@@ -138,6 +136,114 @@ def test_options_that_cannot_change_a_run_do_not_change_its_identity(fields):
     assert config_hash(resolve("smoke", **alpha, **fields)) == config_hash(resolve("smoke", **alpha))
     assert config_hash(resolve("smoke", reg_stop=2, alpha=-1.0)) != config_hash(resolve("smoke", alpha=-1.0))
     assert config_hash(plain) != config_hash(resolve("smoke", eval_steps=(3,)))
+
+
+@pytest.mark.parametrize("preset,fields", [
+    ("smoke", dict(data_root="/somewhere")),  # MNIST is embedded
+    ("smoke", dict(image_size=64)),  # MNIST images are 28x28
+    ("smoke", dict(per_class=3, dataset="imagefolder", arch="resnet50", data_root=".")),
+    ("imagenet", dict(width=32, data_root=".")),  # torchvision's ResNet-50 has its own widths
+])
+def test_an_option_the_preset_does_not_read_is_refused_not_dropped(preset, fields):
+    name = next(iter(fields))
+    with pytest.raises(ValueError, match=f"{name}=.* does not apply to preset {preset!r}"):
+        resolve(preset, **fields)
+    rest = {k: v for k, v in fields.items() if k != name}
+    default = getattr(resolve(preset, **rest), name)
+    assert config_hash(resolve(preset, **rest, **{name: default})) == config_hash(resolve(preset, **rest))
+
+
+def main_error(args, capsys):
+    """``python -m classsel ARGS`` in this process: its exit status and its stderr."""
+    from classsel.__main__ import main
+
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_traceback_before_the_command_shows_the_traceback(tmp_path, capsys):
+    from classsel.__main__ import main
+
+    args = ["train", "--preset", "smoke", "--out", "", "--no-progress"]
+    for before, after in ((["--traceback"], []), ([], ["--traceback"]), (["--traceback"], ["--traceback"])):
+        with pytest.raises(ValueError, match="--out '' is not valid"):
+            main([*before, *args, *after])
+    code, err = main_error(args, capsys)
+    assert code == 2 and err.startswith("error: --out '' is not valid") and "Traceback" not in err
+    with pytest.raises(ValueError, match="nothing to pack"):
+        main(["--traceback", "pack", "export", str(tmp_path / "p.tar.gz"), "--store", str(tmp_path)])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--seed", "0", "--seeds", "1"], "not allowed with argument --seed"),
+    (["--seeds", "1", "--seed", "0"], "not allowed with argument --seeds"),
+    (["--out", ""], "--out '' is not valid: expected a folder"),
+    (["--out", "{tmp}/none", "--resume"], "does not exist: nothing to resume"),
+    (["--out", "{tmp}/empty", "--resume"], "holds no run: nothing to resume"),
+    (["--seeds", "0", "1", "--resume"], "--resume applies to one run's folder"),
+    (["--jobs", "2"], "--jobs 2 applies to several runs"),
+    (["--data-root", "{tmp}"], "data_root='{tmp}' does not apply to preset 'smoke'"),
+    (["--image-size", "64"], "image_size=64 does not apply"),
+    (["--out", "{store}"], "is the root of the run store"),
+    (["--out", "{store}/abc/seed0"], "is a folder of the run store"),
+    (["--out", "{store}/results/x"], "is a folder of the run store"),
+])
+def test_a_request_that_cannot_mean_what_it_says_is_refused(args, message, tmp_path, store, capsys):
+    (tmp_path / "empty").mkdir()
+    fill = lambda a: a.format(tmp=tmp_path, store=store)  # noqa: E731
+    code, err = main_error(["train", "--preset", "smoke", "--no-progress", *map(fill, args)], capsys)
+    assert code == 2 and fill(message) in err, err
+    assert not store.exists() and not (tmp_path / "none").exists()
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- never write over others' files
+
+
+def test_a_folder_with_files_a_run_does_not_write_is_refused_and_left_as_it_was(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    mine = {"config.json": '{"mine": 1}', "metrics.csv": "a,b\n1,2\n", "DONE": "x", ".notes.tmp12": "draft",
+            "notes.txt": "keep"}
+    for name, text in mine.items():
+        (out / name).write_text(text)
+    for extra in ([], ["--resume"]):
+        code, err = main_error(["train", "--preset", "smoke", "--no-progress", "--out", str(out), *extra], capsys)
+        assert code == 2 and "which a run does not write" in err and "'notes.txt'" in err, err
+    assert {p.name: p.read_text() for p in out.iterdir()} == mine
+    # only run files, but a config.json that no run wrote: still the user's
+    (out / "notes.txt").unlink()
+    (out / ".notes.tmp12").unlink()
+    code, err = main_error(["train", "--preset", "smoke", "--no-progress", "--out", str(out)], capsys)
+    assert code == 2 and "'config.json'" in err, err
+    assert (out / "config.json").read_text() == '{"mine": 1}'
+
+
+def test_a_run_folder_holds_only_run_files_and_its_manifest_lists_only_them(tmp_path):
+    out = tmp_path / "run"
+    cfg = resolve("smoke", epochs=1, keep_state="all", **QUIET)  # its checkpoints can be resumed from
+    train(cfg, out, log=lambda *a: None)
+    files = RunFiles(out)
+    assert files.foreign() == [] and {files.relative(p) for p in files.recorded()} == set(manifest.read(files))
+    (out / "si" / "notes.txt").write_text("mine")
+    (out / ".notes.tmp3").write_text("mine")
+    assert set(files.foreign()) == {out / "si" / "notes.txt", out / ".notes.tmp3"}
+    assert files.temporaries() == [] and out / "si" / "notes.txt" not in files.recorded()
+    with pytest.raises(ValueError, match="which a run does not write"):
+        train(cfg, out, resume=True, log=lambda *a: None)
+    assert (out / ".notes.tmp3").read_text() == "mine" and (out / "DONE").exists()
+    # checkpoints and tables without config.json: laid out by the run store (a branch), resumed from
+    for p in (out / "si" / "notes.txt", out / ".notes.tmp3", files.config, files.done, files.manifest):
+        p.unlink()
+    with pytest.raises(ValueError, match="holds 'metrics.csv' but no config.json of a run"):
+        train(cfg, out, resume=True, log=lambda *a: None)
+    files.metrics.unlink()
+    log = []
+    train(cfg, out, resume=True, log=log.append)
+    assert any("resuming" in m for m in log) and files.done.exists()
 
 
 # ----------------------------------------------------------------------------- a damaged run
@@ -208,6 +314,36 @@ def test_a_run_with_a_missing_checkpoint_is_set_aside_and_trained_again(finished
     cols = [c for c in again.metrics().columns if not c.endswith("seconds")]
     before = pd.read_csv(aside[0] / "metrics.csv", float_precision="round_trip").assign(seed=0, config=again.hash)
     pd.testing.assert_frame_equal(again.metrics()[cols], before[cols], check_exact=True)
+
+
+def test_a_checkpoint_with_one_byte_changed_is_found_by_its_content(finished, store):
+    run = copy_store(finished, store)
+    path = run.files.checkpoint(run.steps()[1])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    stat = path.stat()
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same modification time
+    assert not runs.intact(run)
+    log = []
+    (again,) = runs.ensure(run.config, [0], log=log.append)
+    assert any(f"{path} is changed" in m for m in log) and any("training run" in m for m in log), log
+    assert runs.intact(again)
+
+
+def test_an_unchanged_checkpoint_is_hashed_once(finished, store, monkeypatch):
+    run = copy_store(finished, store)
+    checkpoints = {p for _, p in run.files.checkpoints()}
+    hashed = []
+    real = manifest.sha256
+    monkeypatch.setattr(manifest, "sha256", lambda p: hashed.append(p) or real(p))
+    assert runs.intact(run) and checkpoints <= set(hashed)  # a copy: new inodes, hashed
+    hashed.clear()
+    assert runs.intact(run) and not checkpoints & set(hashed) and hashed  # the tables are still hashed
+    last = max(checkpoints)
+    os.utime(last)  # touched: hashed again, still intact
+    hashed.clear()
+    assert runs.intact(run) and set(hashed) & checkpoints == {last}
 
 
 def test_a_changed_checkpoint_is_refused_when_loaded(finished, store):
@@ -301,3 +437,40 @@ def test_metrics_never_list_a_point_whose_checkpoint_was_not_written(tmp_path, m
     monkeypatch.setattr(ckpt, "atomic_save", real)
     metrics = train(resolve("smoke", epochs=1, **QUIET), out, resume=True, log=lambda *a: None)
     assert metrics.step.tolist() == [0, 2, 10] and json.loads((out / "DONE").read_text())["step"] == 10
+
+
+# ----------------------------------------------------------------------------- bad data, named
+
+
+def test_an_unreadable_training_image_stops_naming_it_or_is_left_out(tmp_path, imagefolder_tree, capsys):
+    imagefolder_tree(tmp_path / "tree", classes=["a", "b"], per_class={"train": 6, "val": 2})
+    bad = tmp_path / "tree" / "train" / "b" / "b_3.JPEG"
+    bad.write_bytes(bad.read_bytes()[:200])
+    args = ["train", "--preset", "imagenet", "--data-root", str(tmp_path / "tree"), "--epochs", "1",
+            "--batch-size", "4", "--image-size", "32", "--workers", "0", "--no-progress"]
+    code, err = main_error([*args, "--out", str(tmp_path / "stop")], capsys)
+    assert code == 2 and err.startswith(f"error: unreadable image {bad} in the train data (OSError: ") \
+        and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "stop" / "checkpoints" / "step00000000.pt").is_file()  # what came before is kept
+    code, err = main_error([*args, "--out", str(tmp_path / "stop"), "--resume", "--bad-images", "skip"], capsys)
+    assert code == 0 and f"left out unreadable image {bad} in the train data" in err, err
+    assert (tmp_path / "stop" / "DONE").is_file()
+
+
+def test_a_network_too_large_for_the_machine_is_refused_before_it_is_built(tmp_path, capsys):
+    code, err = main_error(["train", "--preset", "smoke", "--width", "4096", "--no-progress", "--out",
+                            str(tmp_path / "run")], capsys)
+    assert code == 2 and err.startswith("error: width=4096 is not valid here: resnet50_narrow at this width has "), err
+    assert "GiB of memory of cpu; expected a smaller width" in err and not (tmp_path / "run").exists()
+
+
+def test_features_that_are_not_finite_name_the_run_and_the_step(tmp_path, monkeypatch):
+    from classsel import train as T
+
+    def diverged(*args, **kw):
+        raise FloatingPointError("the units of block layer4.2 gave activations that are NaN or infinite")
+
+    monkeypatch.setattr(T, "measure", diverged)
+    with pytest.raises(FloatingPointError, match=f"measuring step 0 of the run in {tmp_path / 'run'}: the units "
+                                                 "of block layer4.2"):
+        train(resolve("smoke", **QUIET), tmp_path / "run", log=lambda *a: None)

@@ -275,3 +275,141 @@ def test_a_path_that_leaves_the_store_is_refused(source, tmp_path, escape):
     r = cli("import", bad, store=tmp_path / "store")
     assert r.returncode == 2 and f"holds {escape!r}, a path that leaves the run store" in r.stderr, r.stderr
     assert not (tmp_path / "store").exists() and not (tmp_path / "outside.csv").exists()
+
+
+# ----------------------------------------------------------------------------- all or nothing, checked
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A store of one smoke run and one results table, and its pack (no notebooks executed)."""
+    store = tmp_path_factory.mktemp("small") / "store"
+    env = os.environ.get("CLASSSEL_RUNS")
+    os.environ["CLASSSEL_RUNS"] = str(store)
+    try:
+        from classsel.config import resolve
+
+        runs.ensure(resolve("smoke", epochs=1, progress=False), [0], log=lambda *a: None)
+    finally:
+        if env is None:
+            del os.environ["CLASSSEL_RUNS"]
+        else:
+            os.environ["CLASSSEL_RUNS"] = env
+    (store / "results" / "01_emergence").mkdir(parents=True)
+    (store / "results" / "01_emergence" / "si.csv").write_text("epoch,si\n0,0.1\n")
+    file = store.parent / "small.tar.gz"
+    pack.export_pack(file, store)
+    return store, file
+
+
+def add_member(name, data):
+    """A ``rewrite`` change that adds the member ``name`` (listed in the index) after the first one."""
+    def change(n, d, index):
+        if name not in index["files"]:
+            index["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            return [(n, d), (name, data)]
+        return [(n, d)]
+    return change
+
+
+def rewrite_many(file: Path, out: Path, change) -> Path:
+    """``rewrite`` where ``change`` returns a list of members for each one."""
+    with tarfile.open(file, "r:gz") as tar:
+        members = [(m.name, tar.extractfile(m).read()) for m in tar]
+    index = json.loads(members[0][1])
+    rest = [m for n, d in members[1:] for m in change(n, d, index)]
+    with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        for name, data in [(pack.INDEX, json.dumps(index).encode()), *rest]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out
+
+
+def edit_config(run_config: bool):
+    """A change that edits the learning rate in a configuration file, its checksum updated."""
+    def change(n, d, index):
+        parts = n.split("/")
+        if parts[-1] == "config.json" and (len(parts) == 3) == run_config:
+            saved = json.loads(d)
+            (saved["config"] if run_config else saved)["lr"] = 0.5
+            d = json.dumps(saved).encode()
+            index["files"][n] = {"size": len(d), "sha256": hashlib.sha256(d).hexdigest()}
+        return [(n, d)]
+    return change
+
+
+@pytest.mark.parametrize("case,message", [
+    ("results file", "holds 'results', which is not a file of a results pack"),
+    ("results section file", "holds 'results/notes', which is not a file of a results pack"),
+    ("foreign file in a run", "/seed0/notes.txt', which is not a file of a results pack"),
+    ("lock in a run", "/seed0/.lock', which is not a file of a results pack"),
+    ("file and folder", "holds 'results/01_emergence/si.csv' both as a file and as a folder"),
+    ("run config", "whose configuration has the hash"),
+    ("identity", "whose configuration has the hash"),
+])
+def test_a_pack_that_is_not_what_it_says_is_refused(small, tmp_path, case, message):
+    _, file = small
+    run = json.loads(tarfile.open(file).extractfile(pack.INDEX).read())["runs"][0]
+    change = {"results file": add_member("results", b"x"),
+              "results section file": add_member("results/notes", b"x"),
+              "foreign file in a run": add_member(f"{run}/notes.txt", b"x"),
+              "lock in a run": add_member(f"{run}/.lock", b"123"),
+              "file and folder": add_member("results/01_emergence/si.csv/x.csv", b"x"),
+              "run config": edit_config(True), "identity": edit_config(False)}[case]
+    bad = rewrite_many(file, tmp_path / "bad.tar.gz", change)
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        pack.import_pack(bad, tmp_path / "store")
+    assert "nothing was imported" in str(err.value)
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_file_where_the_pack_needs_a_folder_is_refused_before_writing(small, tmp_path):
+    _, file = small
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "results").write_text("mine")
+    with pytest.raises(ValueError, match=f"{store / 'results'} is a file where the pack needs a folder"):
+        pack.import_pack(file, store)
+    assert snapshot(store, skip=()) == {"results": hashlib.sha256(b"mine").hexdigest()}
+
+
+@pytest.mark.parametrize("where", ["staging", "moving"])
+def test_an_import_that_fails_half_way_leaves_the_store_as_it_was(small, tmp_path, monkeypatch, where):
+    import errno
+
+    _, file = small
+    store = tmp_path / "store"
+    (store / "results" / "other").mkdir(parents=True)
+    (store / "results" / "other" / "mine.csv").write_text("mine")
+    before = snapshot(store, skip=())
+    calls = []
+    if where == "staging":
+        real = Path.write_bytes
+
+        def write_bytes(self, data):
+            calls.append(self)
+            if len(calls) == 5:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(self, data)
+        monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    else:
+        real = os.rename
+
+        def rename(a, b):
+            calls.append(b)
+            if len(calls) == 2 and Path(b).is_relative_to(store) and ".import.tmp" not in str(b):
+                raise OSError(errno.EIO, "Input/output error")
+            return real(a, b)
+        monkeypatch.setattr(pack.os, "rename", rename)
+    with pytest.raises(OSError):
+        pack.import_pack(file, store)
+    assert len(calls) >= 2
+    monkeypatch.undo()
+    assert snapshot(store, skip=()) == before
+    assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*")) == [
+        "results", "results/other", "results/other/mine.csv"]
+    added, present = pack.import_pack(file, store)  # and it imports whole afterwards
+    assert len(added) == 1 and not present
+    assert (store / added[0] / "IMPORTED").is_file() and (store / "results" / "01_emergence" / "si.csv").is_file()

@@ -154,3 +154,54 @@ def test_bad_pipeline_and_dataset_are_named():
     ds = data.mnist5k("train", per_class=2)
     with pytest.raises(ValueError, match="ImageFolder.*LabelledImages.*pipeline='pil'"):
         pipeline.train_loader(ds, 4, pipeline="tensor")
+
+
+@pytest.fixture(scope="module")
+def broken_tree(tmp_path_factory):
+    """The JPEG tree with one file cut short and one that is no image at all."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("broken") / "tree"
+    shutil.copytree(write_jpeg_tree(tmp_path_factory.mktemp("jpegs2"), classes=2, per_class=6, size=(48, 40),
+                                    splits=("train",)), root)
+    files = sorted((root / "train").rglob("*.JPEG"))
+    cut, junk = files[1], files[8]
+    cut.write_bytes(cut.read_bytes()[:300])
+    junk.write_bytes(b"not an image")
+    return root, {str(cut), str(junk)}
+
+
+@pytest.mark.parametrize("kind", ["pil", "tensor"])
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_unreadable_image_is_named_or_left_out_and_counted(broken_tree, kind, workers, capfd):
+    root, broken = broken_tree
+    ds = data.imagefolder(root, "train", image_size=16)
+    stop = pipeline.train_loader(ds, BATCH, seed=0, workers=workers, pipeline=kind, image_size=16)
+    with pytest.raises(data.UnreadableImage) as err:
+        epoch(stop, 0)
+    assert any(str(err.value).startswith(f"unreadable image {b} in the train data (") for b in broken), err.value
+    assert "--bad-images skip" in str(err.value)
+    skip = pipeline.train_loader(ds, BATCH, seed=0, workers=workers, pipeline=kind, image_size=16, bad_images="skip")
+    _, labels = epoch(skip, 0)
+    assert len(labels) == len(ds) - 2 and {b.path for b in skip.skipped} == broken
+    assert sorted(labels) == sorted(y for p, y in ds.samples if p not in broken)
+    assert capfd.readouterr().err.count("left out unreadable image") == 2
+
+
+def test_an_unreadable_validation_image_stops_even_when_training_skips(broken_tree):
+    root, broken = broken_tree
+    ds = data.imagefolder(root, "train", image_size=16)
+    loader = data.loader(ds, BATCH, train=False, bad_images="skip")
+    with pytest.raises(data.UnreadableImage, match="in the val data .*: remove or replace the file$"):
+        list(loader)
+
+
+def test_a_batch_of_only_unreadable_images_stops(tmp_path):
+    root = write_jpeg_tree(tmp_path, classes=1, per_class=2, size=(32, 32), splits=("train",))
+    for f in (root / "train").rglob("*.JPEG"):
+        f.write_bytes(b"junk")
+    ds = data.imagefolder(root, "train", image_size=16)
+    for kind in pipeline.PIPELINES:
+        loader = pipeline.train_loader(ds, 2, pipeline=kind, image_size=16, bad_images="skip")
+        with pytest.raises(data.UnreadableImage, match="every image of a batch is unreadable"):
+            epoch(loader, 0)

@@ -129,3 +129,23 @@ def test_measure_names_num_classes_that_differ_from_the_model(num_classes):
     loader = DataLoader(TensorDataset(torch.randn(6, 1, 16, 16), torch.arange(6) % 3), batch_size=3)
     with pytest.raises(ValueError, match=rf"num_classes={num_classes} but the model outputs 5 classes"):
         measure(model, loader, num_classes=num_classes)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_measure_names_images_that_are_not_finite(value):
+    model = build("resnet50_narrow", 3, width=4, in_channels=1)
+    images = torch.randn(6, 1, 16, 16)
+    images[4, 0, 2, 3] = value
+    loader = DataLoader(TensorDataset(images, torch.arange(6) % 3), batch_size=3)
+    with pytest.raises(FloatingPointError, match="batch 1 of the loader holds 1 values that are NaN or infinite"):
+        measure(model, loader, num_classes=3)
+
+
+def test_measure_names_the_block_whose_activations_are_not_finite():
+    model = build("resnet50_narrow", 3, width=4, in_channels=1)
+    with torch.no_grad():
+        model.layer3[1].conv1.weight[0, 0, 0, 0] = float("inf")  # finite images, diverged weights
+    loader = DataLoader(TensorDataset(torch.randn(6, 1, 16, 16), torch.arange(6) % 3), batch_size=3)
+    with pytest.raises(FloatingPointError, match=r"block layer3\.1 \(and \d+ more blocks\) gave activations that "
+                                                 "are NaN or infinite"):
+        measure(model, loader, num_classes=3)
