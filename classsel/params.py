@@ -162,5 +162,7 @@ def setting(preset, epochs, data_root, overrides_) -> Setting:
     try:
         result.config()
     except ValueError as e:
-        raise ValueError(f"parameter overrides={fields!r} is not valid: {e}") from None
+        field = str(e).split("=")[0]  # the notebook's own parameter, where it is one
+        label = f"parameter {field}" if field in ("data_root", "epochs") else f"parameter overrides={fields!r}"
+        raise ValueError(f"{label} is not valid here: {e}") from None
     return result

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import claims, experiments, runs
+from .. import claims, experiments
 from .. import params as P
 from ..architectures import ARCHS, layout
 from ..claims import BASELINE
