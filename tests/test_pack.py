@@ -88,7 +88,7 @@ def test_the_pack_holds_everything_but_checkpoints_and_is_reproducible(source, t
     for run in finished:
         files = layout.RunFiles(store / run)
         on_disk = {f"{run}/{files.relative(p)}" for p in files.root.rglob("*")
-                   if p.is_file() and p.parent != files.checkpoints_dir and p != files.lock}
+                   if p.is_file() and p.parent != files.checkpoints_dir and p not in (files.lock, files.verified)}
         assert {n for n in names if n.startswith(run + "/")} == on_disk
         assert index["checkpoints_left_out"][run] == [files.relative(p) for _, p in files.checkpoints()]
     derived = [n for n in names if "/derived/" in n]
