@@ -85,9 +85,9 @@ class RunFailure:
 class RunsFailed(RuntimeError):
     """Tasks of a request that failed, after every other task of it ended."""
 
-    def __init__(self, failures: list[RunFailure], total: int):
+    def __init__(self, failures: list[RunFailure], total: int, noun: str = "tasks"):
         self.failures = failures
-        super().__init__(f"{len(failures)} of {total} tasks failed (the others finished): "
+        super().__init__(f"{len(failures)} of {total} {noun} failed (the others finished): "
                          + "; ".join(map(str, failures)))
 
 
@@ -213,7 +213,7 @@ def _in_turn(todo: list, log, bar: _Bar) -> None:
             failed.add(task.key)
         bar.ended(task.key)
     if failures:
-        raise RunsFailed(failures, len(todo))
+        raise RunsFailed(failures, len(todo), _noun(todo))
 
 
 def _in_pool(todo: list, jobs: int, log, bar: _Bar) -> None:
@@ -225,7 +225,8 @@ def _in_pool(todo: list, jobs: int, log, bar: _Bar) -> None:
     waiting, workers, failures, failed, ended_keys = list(todo), {}, [], set(), set()
     pending_keys = {t.key for t in todo}
     where = f"{devices} GPUs" if devices else f"{threads} CPU thread{'s' * (threads > 1)} each"
-    log(f"{len(todo)} tasks, {jobs} at once ({where}); each run's log is beside its folder")
+    log(f"{'training ' if _noun(todo) == 'runs' else ''}{len(todo)} {_noun(todo)}, {jobs} at once ({where}); "
+        "each run's log is beside its folder")
 
     def ended(slot: int, error: str | None) -> None:
         task = workers[slot].task
@@ -302,10 +303,15 @@ def _in_pool(todo: list, jobs: int, log, bar: _Bar) -> None:
             if worker.process.exitcode is None:
                 worker.process.kill()
     if failures:
-        raise RunsFailed(failures, len(todo))
+        raise RunsFailed(failures, len(todo), _noun(todo))
 
 
 # ----------------------------------------------------------------------------- in a training process
+
+
+def _noun(todo: list) -> str:
+    """What a request's tasks are called in messages: runs, when it trains runs only."""
+    return "runs" if all(t.kind == "train" for t in todo) else "tasks"
 
 
 def _drain(news, read) -> None:

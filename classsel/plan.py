@@ -223,9 +223,8 @@ def fulfil(plan: Plan, jobs: int | None = None, log=print, progress: bool = True
 
     plan = plan.linked()
     todo = plan.pending()
+    jobs = parallel.check_jobs(jobs, [t.run for t in todo])  # a bad value is refused even with nothing to do
     for run in {r.hash: r for r in plan.runs()}.values():
         runs.record_configuration(run)
-    if not todo:
-        return
-    jobs = parallel.check_jobs(jobs, [t.run for t in todo])
-    parallel.run_tasks(todo, jobs, log, progress=progress)
+    if todo:
+        parallel.run_tasks(todo, jobs, log, progress=progress)
