@@ -22,12 +22,13 @@ def test_parse_text(text, value):
 
 
 def test_setting_applies_overrides_and_keeps_identity():
-    s = P.setting("mnist", 3, None, '{"image_size": 64, "width": 8}')
+    s = P.setting("mnist", 3, None, '{"width": 8}')
     cfg = s.config(alpha=-20.0, reg_start=1)
-    # image_size does nothing on MNIST: normalised, so it does not change the run's identity
     assert (cfg.epochs, cfg.width, cfg.image_size, cfg.alpha, cfg.reg_start) == (3, 8, 224, -20.0, 1)
-    assert config_hash(cfg) == config_hash(resolve("mnist", epochs=3, width=8, image_size=64, alpha=-20.0,
-                                                   reg_start=1))
+    assert config_hash(cfg) == config_hash(resolve("mnist", epochs=3, width=8, alpha=-20.0, reg_start=1))
+    # image_size does nothing on MNIST: refused, naming it, rather than dropped without a word
+    with pytest.raises(ValueError, match="image_size=64 does not apply to preset 'mnist'"):
+        P.setting("mnist", 3, None, '{"image_size": 64, "width": 8}')
     plain = P.setting("mnist", 3, None, None).config()
     assert config_hash(plain) == config_hash(resolve("mnist", epochs=3))
     assert config_hash(plain) != config_hash(P.setting("mnist", 3, None, {"width": 8}).config())
