@@ -53,3 +53,6 @@ def test_a_rebuild_executes_again_only_what_changed(smoke_book, smoke_store, tmp
     assert executed(rebuilt.stdout + rebuilt.stderr) == chapters
     first = (smoke_book / "_build" / "html" / "notebooks" / "00_what_reproduces.html").read_text()
     assert "This build shows the <strong>smoke</strong> preset" in first
+    # back to the first inputs: their executions are still cached, and the session's book is as it was
+    back = build_book(smoke_book, env)
+    assert back.returncode == 0 and executed(back.stdout + back.stderr) == [], back.stdout[-3000:]
