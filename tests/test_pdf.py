@@ -114,7 +114,8 @@ def rows_not_shown_whole(text: str, table) -> list[str]:
     whole: a row left out, or a column cut at the page's edge (Chromium leaves out the clipped glyphs)."""
     missing = []
     for _, row in table.iterrows():
-        label = str(int(row["claim_number"])) if row["claim_number"] > 0 else "appendix"
+        label = (str(int(row["claim_number"])) if row["claim_number"] > 0 else
+                 "other architectures" if row["section"] == "07_architectures" else "appendix")
         pattern = (rf"{label} {words(row['claim'])} \(paper Figs?\. [^)]*\) {words(row['verdict'])} "
                    rf".{{1,80}}? {words(row['effect'])}(?= |$)")
         if not re.search(pattern, text):
