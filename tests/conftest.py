@@ -35,6 +35,16 @@ def pytest_configure(config):
 
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+#: The book's notebooks, in order.
+CHAPTERS = ["00_what_reproduces", "01_emergence", "02_ablation", "03_cka", "04_regularize", "05_promote",
+            "06_class_representation", "07_architectures"]
+
+
+def executed(log: str) -> list[str]:
+    """The notebooks a book build's log says it executed (not taken from the execution cache)."""
+    import re
+
+    return sorted(set(re.findall(r"notebooks/(\d\d_\w+)\.ipynb: Executing notebook", log)))
 
 
 def build_book(out, env):

@@ -1,6 +1,7 @@
 """The book, checked like a reader: built on the smoke preset, opened in headless
 Chromium after its scripts ran (MathJax included)."""
 
+import functools
 import re
 import shutil
 import subprocess
@@ -9,11 +10,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+from conftest import CHAPTERS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHAPTERS = ["00_what_reproduces", "01_emergence", "02_ablation", "03_cka", "04_regularize", "05_promote",
-            "06_class_representation", "07_architectures"]
 #: Every figure of the paper that rests on data (1 and 4 are diagrams).
 PAPER_FIGURES = [2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]
 
@@ -25,8 +25,10 @@ def site(smoke_book):
     return smoke_book / "_build" / "html"
 
 
+@functools.cache
 def rendered(path: Path) -> str:
-    """The page's DOM after its scripts ran."""
+    """The page's DOM after its scripts ran (once per page and test session: the built book does not
+    change under these tests)."""
     r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
                         "--dump-dom", path.as_uri()], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

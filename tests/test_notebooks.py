@@ -65,6 +65,23 @@ def test_notebook_is_thin_and_shows_no_code_without_a_click(name):
         "verdicts are decided in classsel.claims, not in the notebook"
 
 
+def check_results(name, out, nb=None):
+    """The results folder ``out`` of notebook ``name`` holds its figures and tables; the executed
+    notebook ``nb``, where given, drew figures."""
+    if name == "00_what_reproduces":
+        table = pd.read_csv(out / "what_reproduces.csv")
+        assert (table.claim_number > 0).sum() == 6 and table.seeds.notna().all()
+        return
+    if nb is not None:  # shown, or glued for the book's captions (papermill records those under its own mime prefix)
+        images = [o for c in nb.cells for o in c.get("outputs", [])
+                  if any(k.endswith("image/png") for k in o.get("data", {}))]
+        assert images, f"{name} drew no figure"
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    for fig in FIGURES[name]:
+        assert fig in pngs, (fig, pngs)
+    assert (out / "claims.csv").exists() and any(p.suffix == ".csv" for p in out.iterdir()), f"{name} wrote no table"
+
+
 def execute_and_check(name, tmp_path, **parameters):
     """Run a notebook under papermill; check it drew figures and wrote figures and tables."""
     out = tmp_path / "results"
@@ -73,23 +90,22 @@ def execute_and_check(name, tmp_path, **parameters):
         parameters={**parameters, "out_dir": str(out)}, kernel_name="python3",
         cwd=str(ROOT / "notebooks"), progress_bar=False,
     )
-    if name == "00_what_reproduces":
-        table = pd.read_csv(out / "what_reproduces.csv")
-        assert (table.claim_number > 0).sum() == 6 and table.seeds.notna().all()
-        return out
-    # shown, or glued for the book's captions (papermill records those under its own mime prefix)
-    images = [o for c in nb.cells for o in c.get("outputs", [])
-              if any(k.endswith("image/png") for k in o.get("data", {}))]
-    assert images, f"{name} drew no figure"
-    pngs = sorted(p.name for p in out.glob("*.png"))
-    for fig in FIGURES[name]:
-        assert fig in pngs, (fig, pngs)
-    assert (out / "claims.csv").exists() and any(p.suffix == ".csv" for p in out.iterdir()), f"{name} wrote no table"
+    check_results(name, out, nb)
     return out
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_runs_on_smoke(name, smoke_store, tmp_path, monkeypatch):
+def test_the_books_notebooks_wrote_their_figures_and_tables(name, smoke_book, smoke_store):
+    """The session's book build executed every notebook on the smoke store (as `make book` does): each
+    wrote its figures and tables into the store's results folder (what the book shows is checked by
+    tests/test_book.py)."""
+    check_results(name, smoke_store / "results" / name)
+
+
+# papermill as the README writes it, for the chapter whose last cell is the explorer (the widget cell
+# of the stall, issue 18) and for the README's own example; the book build runs all of them.
+@pytest.mark.parametrize("name,parameters", [("01_emergence", {}), ("04_regularize", {"alpha": -20})])
+def test_runs_on_smoke(name, parameters, smoke_store, tmp_path, monkeypatch):
     """papermill as the README writes it, on the session's smoke store: the notebook reads it (its plan
     is fulfilled) and writes its figures and tables."""
     monkeypatch.setenv("CLASSSEL_RUNS", str(smoke_store))
@@ -97,7 +113,7 @@ def test_runs_on_smoke(name, smoke_store, tmp_path, monkeypatch):
         return sorted(p for p in smoke_store.rglob("*") if "results" not in p.parts and p.name != "VERIFIED.json")
 
     before = files()
-    execute_and_check(name, tmp_path, preset="smoke")
+    execute_and_check(name, tmp_path, preset="smoke", **parameters)
     assert files() == before, "it trained or analysed again"
 
 
