@@ -110,26 +110,26 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     args.traceback = args.traceback_first or getattr(args, "traceback", False)
     del args.traceback_first
-    from .train import RunLocked
-
     try:
         if args.command == "reproduce":
             from .reproduce import command
 
             return command(args)
         return _pack(args) if args.command == "pack" else _train(args)
-    except (ValueError, OSError, FloatingPointError, RunLocked) as e:
-        if args.traceback:
+    except Exception as e:
+        # torch is imported only past the checks of the command line (a mistake is reported at once);
+        # a run another process holds is known only once training was imported
+        train = sys.modules.get(f"{__package__}.train")
+        if args.traceback or not isinstance(e, (ValueError, OSError, FloatingPointError,
+                                                *((train.RunLocked,) if train else ()))):
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
 def _train(args) -> int:
-    from . import layout, runs
+    from . import layout
     from .config import check_field, config_hash
-    from .parallel import RunsFailed, check_jobs
-    from .train import train
 
     if args.out == "":
         raise ValueError("--out '' is not valid: expected a folder for the run (leave out --out to train into the "
@@ -150,6 +150,10 @@ def _train(args) -> int:
         if k in overrides:
             overrides[k] = tuple(overrides[k])
     cfg = resolve(args.preset, **overrides)
+    from . import runs  # torch, past the checks of the options
+    from .parallel import RunsFailed, check_jobs
+    from .train import train
+
     if args.jobs is not None:
         check_jobs(args.jobs, [], label="--jobs")
     if args.seeds:

@@ -20,27 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .layout import temporary
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    tmp = temporary(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OSError(e.errno, f"could not write {path}: {e.strerror or e}") from e
-    # The rename itself is durable once the folder entry is on disk.
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from .layout import atomic_write  # noqa: F401  (where the run's other writers import it from)
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:

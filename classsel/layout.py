@@ -54,8 +54,29 @@ def step_name(step: int) -> str:
 
 
 def temporary(path: Path) -> Path:
-    """The name an atomic write of ``path`` writes first (see :func:`classsel.checkpoint.atomic_write`)."""
+    """The name an atomic write of ``path`` writes first (see :func:`atomic_write`)."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all: into :func:`temporary`, synced, then renamed."""
+    path = Path(path)
+    tmp = temporary(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"could not write {path}: {e.strerror or e}") from e
+    # The rename itself is durable once the folder entry is on disk.
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

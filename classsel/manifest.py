@@ -13,8 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import atomic_write
-from .layout import RunFiles
+from .layout import RunFiles, atomic_write
 
 
 def sha256(path: Path) -> str:

@@ -34,7 +34,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from . import layout, manifest
-from .checkpoint import atomic_write
+from .layout import atomic_write
 from .config import config_hash
 from .layout import RunFiles
 

@@ -11,21 +11,31 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import TYPE_CHECKING
 
-from . import cluster, sections
-from .cluster import EXECUTORS, Resources
-from .plan import Plan, Training, fulfil
-from .sections import NOTEBOOKS
+if TYPE_CHECKING:
+    from .plan import Plan
 
-#: The options that set the jobs' resources (:class:`classsel.cluster.Resources`).
-RESOURCES = tuple(f.name for f in dataclasses.fields(Resources))
+# The command line is parsed, and its mistakes reported, without importing torch (seconds on a slow
+# machine): the sections, the cluster and the plan are imported where they are used, and the names
+# the options accept are listed here (tests/test_plan.py keeps them equal to the modules' own).
+#: The book's sections, in order (:data:`classsel.sections.SECTIONS`), and their notebooks.
+NOTEBOOKS = {"emergence": "01_emergence", "ablation": "02_ablation", "cka": "03_cka", "regularize": "04_regularize",
+             "promote": "05_promote", "class_representation": "06_class_representation",
+             "architectures": "07_architectures"}
+#: :data:`classsel.cluster.EXECUTORS`.
+EXECUTORS = ("local", "slurm", "submitit-local", "debug")
 
 
 def request(preset: str | None = None, names=None, **common) -> Plan:
     """The union of the plans of sections ``names`` (default: all) at their notebooks' defaults,
     ``common`` changed (``seeds``, ``epochs``, ``data_root``, ``overrides``)."""
+    chosen = section_names(names)
+    from . import sections
+    from .plan import Plan
+
     found = Plan()
-    for name in section_names(names):
+    for name in chosen:
         found.update(sections.plan(name, sections.defaults(name, preset, **common)))
     return found
 
@@ -34,13 +44,13 @@ def section_names(names=None) -> list[str]:
     """Section names from names or notebook names (``regularize`` or ``04_regularize``); an error names
     what is accepted."""
     if not names:
-        return list(sections.SECTIONS)
+        return list(NOTEBOOKS)
     by_notebook = {v: k for k, v in NOTEBOOKS.items()}
     found = []
     for name in names:
         section = by_notebook.get(name, name)
-        if section not in sections.SECTIONS:
-            raise ValueError(f"section {name!r} is not valid: expected some of {list(sections.SECTIONS)} "
+        if section not in NOTEBOOKS:
+            raise ValueError(f"section {name!r} is not valid: expected some of {list(NOTEBOOKS)} "
                              f"(or their notebooks {list(by_notebook)})")
         found.append(section)
     return list(dict.fromkeys(found))
@@ -48,6 +58,8 @@ def section_names(names=None) -> list[str]:
 
 def describe(plan: Plan) -> str:
     """One line per task: what it is, its run, whether it is done."""
+    from .plan import Training
+
     lines = []
     for task in plan.linked():
         state = "pending" if task.pending() else "done"
@@ -67,7 +79,7 @@ def add_parser(sub) -> None:
                        "(what is missing), with one progress bar")
     r.add_argument("--preset", help="smoke, mnist, cifar10 or imagenet (default: $CLASSSEL_PRESET or mnist)")
     r.add_argument("--sections", nargs="+", metavar="SECTION",
-                   help=f"some of {', '.join(sections.SECTIONS)} (default: all)")
+                   help=f"some of {', '.join(NOTEBOOKS)} (default: all)")
     r.add_argument("--jobs", type=int, help="tasks at once (default: one per CPU core, or one per GPU)")
     r.add_argument("--data-root", help="the dataset folder, for cifar10 and imagenet")
     r.add_argument("--dry-run", action="store_true", help="list the tasks and whether each is done; do nothing")
@@ -96,13 +108,18 @@ def add_parser(sub) -> None:
     c.add_argument("--array-parallelism", type=int, help="jobs of an array running at once (default 256)")
 
 
-def resources(args) -> Resources:
-    """The jobs' resources from ``--cluster-config`` and the options."""
-    return Resources.read(args.cluster_config, **{name: getattr(args, name) for name in RESOURCES})
+def resources(args):
+    """The jobs' resources (:class:`classsel.cluster.Resources`) from ``--cluster-config`` and the options."""
+    from .cluster import Resources
+
+    return Resources.read(args.cluster_config, **{f.name: getattr(args, f.name) for f in dataclasses.fields(Resources)})
 
 
 def command(args) -> int:
+    section_names(args.sections)  # a mistake in the names, before anything is imported
+    from . import cluster
     from .parallel import RunsFailed
+    from .plan import fulfil
 
     plan = request(args.preset, args.sections, data_root=args.data_root)
     if args.status:
@@ -128,6 +145,7 @@ def command(args) -> int:
 
 
 def _submit(args, plan: Plan) -> int:
+    from . import cluster
     from .parallel import RunsFailed
 
     wanted = resources(args)

@@ -1,8 +1,17 @@
 """Shared test fixtures."""
 
-import numpy as np
-import pytest
-from PIL import Image
+import os
+
+# OpenMP threads that wait by sleeping, not spinning: on a machine whose cores other work keeps busy, a
+# spinning thread burns the time slice its partner needs to reach the barrier (a test's two-thread
+# training step took 2.4x its idle time next to two busy processes, 1.4x with passive waits; the same
+# on an idle machine, and the same arithmetic). Set before torch loads its OpenMP runtime; the
+# processes the tests start (kernels, workers, the command line) inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 
 def write_imagefolder(root, splits=("train", "val"), classes=("cat", "dog", "fish"), per_class=4):

@@ -295,6 +295,9 @@ def test_ablation_fast_path_matches_naive(evaluated, device, fp32_exact):
     """The fast path (one level per batch, as on a GPU) equals the naive re-run on the same device,
     count for count, and the CPU's curves up to argmax near-ties."""
     model, loader = evaluated
+    if device == "cpu":  # the naive re-run is minutes on a slow CPU: one batch there (the GPU gets all four)
+        x, y = loader.dataset.tensors
+        loader = DataLoader(TensorDataset(x[:50], y[:50]), batch_size=50)
     g = torch.Generator().manual_seed(4)
     si = {b.name: torch.rand(b.channels, generator=g) for b in bottlenecks(model)}
     kw = dict(ks=None, orders=("selective", "random"), draws=2, seed=0, device=device)

@@ -111,3 +111,22 @@ def test_fulfil_does_only_what_is_missing(tmp_path, monkeypatch):
     log = []
     P.fulfil(plan, jobs=1, log=log.append, progress=False)
     assert log == []
+
+
+def test_the_commands_names_are_the_modules_own_and_its_mistakes_need_no_torch():
+    """reproduce lists the sections and executors without importing them (tests keep the lists equal);
+    a mistake on the command line is reported before torch is imported (seconds on a slow machine)."""
+    import subprocess
+    import sys
+
+    from classsel import cluster, reproduce, sections
+
+    assert reproduce.NOTEBOOKS == sections.NOTEBOOKS and list(reproduce.NOTEBOOKS) == list(sections.SECTIONS)
+    assert reproduce.EXECUTORS == cluster.EXECUTORS
+    script = ("import sys\nfrom classsel.__main__ import main\n"
+              "codes = [main(a) for a in (['train', '--epochs', '0'], ['train', '--device', 'gpu'], "
+              "['reproduce', '--sections', 'nope'], ['pack', 'import', 'missing.tar.gz'])]\n"
+              "print(codes, 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert r.stdout.strip() == "[2, 2, 2, 2] False", r.stdout + r.stderr
+    assert "epochs=0 is not valid" in r.stderr and "section 'nope' is not valid" in r.stderr
