@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .layout import atomic_write  # noqa: F401  (where the run's other writers import it from)
+from .layout import atomic_write
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:

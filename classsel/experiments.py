@@ -8,8 +8,8 @@ import io
 import pandas as pd
 
 from . import ablation, cka, data, runs
-from .checkpoint import atomic_write
 from .config import CKA_LAYERS, keep_epochs, layout
+from .layout import atomic_write
 from .manifest import sha256
 from .params import Setting
 from .progress import progress_bar

@@ -34,9 +34,8 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from . import layout, manifest
-from .layout import atomic_write
 from .config import config_hash
-from .layout import RunFiles
+from .layout import RunFiles, atomic_write
 
 #: The pack's table of contents, its first member.
 INDEX = "PACK.json"
