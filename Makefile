@@ -34,8 +34,11 @@ lock: $(UV_STAMP)
 		--custom-compile-command "make lock" -o $(LOCK)
 	$(PY) -m classsel.lockfile binder
 
+# The suite in $(TEST_PROCESSES) processes (pytest-xdist; tests/conftest.py keeps the tests of the session's
+# smoke store and book in one of them, and each module's tests together).
+TEST_PROCESSES ?= 2
 test: setup browser
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_PROCESSES) --dist loadgroup
 
 # The executable paper on the default preset (embedded MNIST, CPU): first every run and analysis the
 # sections need, in one pool of processes with one progress bar (`python -m classsel reproduce`;

@@ -102,3 +102,20 @@ def smoke_book(smoke_store, tmp_path_factory):
     assert r.returncode == 0, (r.stdout + r.stderr)[-5000:]
     (out / "build.log").write_text(r.stdout + r.stderr)
     return out
+
+
+# --- the suite in two processes (pytest-xdist, `make test`: -n 2 --dist loadgroup) ---------------------
+#: What a unit of scheduling is: the tests that read the session's smoke store or book run in one process,
+#: in their order (the book tests build on each other, and the store and book are built once); the others
+#: go by module, so a module's fixtures are made once.
+SMOKE = {"smoke_store", "smoke_book"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(config, items):
+    smoke = [item for item in items if SMOKE & set(getattr(item, "fixturenames", ()))]
+    first = set(map(id, smoke))
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("smoke" if id(item) in first else item.module.__name__))
+    # the smoke tests first: theirs is the suite's longest chain (the store, the book, the builds after it)
+    items[:] = smoke + [item for item in items if id(item) not in first]

@@ -2,6 +2,7 @@
 environment that install it, Binder's CPU pins made from it, and its hash."""
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -139,3 +140,14 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
+
+
+def test_make_test_runs_the_suite_in_groups_its_processes_keep(request):
+    """`make test` runs the suite under pytest-xdist with --dist loadgroup; the groups tests/conftest.py
+    gives (the smoke store's tests, else a module) must reach xdist's scheduler, which reads them from the
+    node id (pytest 9.2 broke that silently: pytest-dev/pytest-xdist#1386)."""
+    make = (ROOT / "Makefile").read_text()
+    assert re.search(r"pytest tests -n \$\(TEST_PROCESSES\) --dist loadgroup", make)
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        pytest.skip("not under pytest-xdist (make test runs it so)")
+    assert request.node.nodeid.endswith(f"@{__name__}"), request.node.nodeid

@@ -154,7 +154,7 @@ def test_runs_on_a_tiny_imagenet_tree(name, imagenet, tmp_path, monkeypatch):
         assert conditions == IMAGENET_CONDITIONS[name]
 
 
-@pytest.mark.parametrize("name,param,value,message", [
+BAD_PARAMETERS = [
     ("04_regularize", "alpha", "twenty", "parameter alpha='twenty' is not valid"),
     ("04_regularize", "alpha", 5, "expected a negative number"),
     ("04_regularize", "modules", ["layer9"], "parameter modules="),
@@ -164,8 +164,28 @@ def test_runs_on_a_tiny_imagenet_tree(name, imagenet, tmp_path, monkeypatch):
     ("03_cka", "overrides", {"alpha": 5}, "'alpha' is set by the notebook's own parameters"),
     ("05_promote", "schedules", "[[0, 2], [2, 1]]", "parameter schedules[1][1]=1 is not valid"),
     ("06_class_representation", "promote_schedule", [0, 9], "parameter promote_schedule[1]=9 is not valid"),
-])
+]
+
+
+@pytest.mark.parametrize("name,param,value,message", BAD_PARAMETERS)
 def test_bad_parameter_fails_before_training(name, param, value, message, tmp_path, monkeypatch):
+    """What a chapter's first code cell does with a bad parameter, in this process (the kernel's own
+    path is the next test's): a ParameterError naming it, before any run is trained."""
+    from classsel import sections
+
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "store"))
+    section = {notebook: s for s, notebook in sections.NOTEBOOKS.items()}[name]
+    namespace = {**sections.parameters(section), "preset": "smoke", param: value}
+    with pytest.raises(sections.ParameterError, match="parameter|set by the notebook") as err:
+        sections.notebook(section, namespace)
+    assert message in str(err.value)
+    assert not (tmp_path / "store").exists(), "it trained first"
+
+
+# under papermill as the README writes it: the parameter papermill injects reaches the check, which
+# fails the notebook with the one-line message before training (a kernel each: one per kind of check)
+@pytest.mark.parametrize("name,param,value,message", [BAD_PARAMETERS[i] for i in (0, 5, 8)])
+def test_bad_parameter_fails_the_notebook_under_papermill(name, param, value, message, tmp_path, monkeypatch):
     monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path / "store"))
     with pytest.raises(papermill.PapermillExecutionError, match="ParameterError") as err:
         papermill.execute_notebook(
