@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
-from torchvision.datasets import ImageFolder
 
 from .config import BAD_IMAGES
 
@@ -220,14 +219,30 @@ class BadImages:
         return [im for im, good in zip(images, ok) if good], labels[torch.tensor(ok, dtype=torch.bool)]
 
 
-class ImageFiles(ImageFolder):
-    """torchvision's ImageFolder that gives :class:`Unreadable` for a file it cannot read or decode."""
+@functools.cache
+def _image_files() -> type:
+    """:class:`ImageFiles`, defined on first use: importing torchvision takes seconds (torch._dynamo,
+    through torchvision.ops), which a process that reads no image files (a notebook reading the run
+    store, the MNIST runs' data) need not spend."""
+    from torchvision.datasets import ImageFolder
 
-    def __getitem__(self, i):
-        try:
-            return super().__getitem__(i)
-        except Exception as e:  # whatever a broken file makes PIL raise (OSError, SyntaxError, ...)
-            return Unreadable(self.samples[i][0], f"{type(e).__name__}: {e}"), self.samples[i][1]
+    class ImageFiles(ImageFolder):
+        """torchvision's ImageFolder that gives :class:`Unreadable` for a file it cannot read or decode."""
+
+        def __getitem__(self, i):
+            try:
+                return super().__getitem__(i)
+            except Exception as e:  # whatever a broken file makes PIL raise (OSError, SyntaxError, ...)
+                return Unreadable(self.samples[i][0], f"{type(e).__name__}: {e}"), self.samples[i][1]
+
+    ImageFiles.__qualname__ = "ImageFiles"  # pickled (DataLoader workers) as classsel.data.ImageFiles
+    return ImageFiles
+
+
+def __getattr__(name: str):
+    if name == "ImageFiles":
+        return _image_files()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _collate_checked(batch):
@@ -279,7 +294,7 @@ def imagefolder(root: str | os.PathLike, split: str, image_size: int = 224):
     if not path.is_dir():
         raise FileNotFoundError(f"split folder {str(path)!r} does not exist; {_LAYOUT}")
     try:
-        ds = ImageFiles(str(path), transform=imagenet_transform(split, image_size))
+        ds = _image_files()(str(path), transform=imagenet_transform(split, image_size))
     except FileNotFoundError as e:  # a class folder without images
         raise FileNotFoundError(f"no images found under {str(path)!r}: {e}; {_LAYOUT}") from e
     ds.num_classes = len(ds.classes)
@@ -403,7 +418,8 @@ def loader(
     # Its own generator: creating an iterator draws a worker base seed, which must
     # not consume (or depend on) the global RNG that a resumed run restores.
     generator = torch.Generator().manual_seed(seed)
-    files = isinstance(dataset, ImageFiles)
+    # (no ImageFiles class yet: no dataset of image files either)
+    files = _image_files.cache_info().currsize > 0 and isinstance(dataset, _image_files())
     result = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -81,6 +81,9 @@ def add_parser(sub) -> None:
     r.add_argument("--sections", nargs="+", metavar="SECTION",
                    help=f"some of {', '.join(NOTEBOOKS)} (default: all)")
     r.add_argument("--jobs", type=int, help="tasks at once (default: one per CPU core, or one per GPU)")
+    r.add_argument("--seeds", type=int, nargs="+", metavar="S",
+                   help="these seeds for every section's runs, as `train --seeds` (default: each section's, the "
+                   "paper's counts; a notebook run later trains the seeds it is missing itself)")
     r.add_argument("--data-root", help="the dataset folder, for cifar10 and imagenet")
     r.add_argument("--dry-run", action="store_true", help="list the tasks and whether each is done; do nothing")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -121,7 +124,7 @@ def command(args) -> int:
     from .parallel import RunsFailed
     from .plan import fulfil
 
-    plan = request(args.preset, args.sections, data_root=args.data_root)
+    plan = request(args.preset, args.sections, data_root=args.data_root, seeds=args.seeds)
     if args.status:
         print(cluster.describe_status(cluster.status(plan, args.jobs_folder)))
         return 0

@@ -38,6 +38,22 @@ def imagefolder_tree():
     return write_imagefolder
 
 
+def wait_until(condition, process=None, poll: float = 0.02) -> bool:
+    """Wait until ``condition()`` holds or ``process`` (a Popen, a Thread) has ended; whether it held.
+
+    No deadline: a slow or busy machine may take as long as its honest work takes (pytest-timeout's
+    limit in pyproject.toml catches a hang)."""
+    def ended():
+        return process is not None and (process.poll() is not None if hasattr(process, "poll")
+                                        else not process.is_alive())
+
+    while not condition():
+        if ended():
+            return condition()
+        __import__("time").sleep(poll)
+    return True
+
+
 def pytest_configure(config):
     # registered here so the marker lives with the tests that use it (tests/test_cuda.py)
     config.addinivalue_line("markers", "cuda: needs a CUDA device; skipped where torch.cuda.is_available() is False")

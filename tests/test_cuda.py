@@ -35,6 +35,7 @@ from classsel.cka import cka_matrix
 from classsel.models import MODULES, bottlenecks, build
 from classsel.regularizer import SelectivityRegularizer
 from classsel.selectivity import measure
+from conftest import wait_until
 
 NO_CUDA = "needs a CUDA device: torch.cuda.is_available() is False on this machine"
 CUDA_MARKS = (pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA))
@@ -335,15 +336,13 @@ def run_args(device: str, out) -> list[str]:
             "--device", device, "--amp", "bf16", "--channels-last", "on", "--no-progress", "--out", str(out)]
 
 
-def kill_when(command: list[str], ready, delay: float, timeout: float = 300) -> bool:
+def kill_when(command: list[str], ready, delay: float) -> bool:
     """Start ``command``, wait until ``ready()`` (or the process ends), ``delay`` seconds more, SIGKILL it.
 
     Returns whether the process was still running when killed.
     """
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=run_env())
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and not ready() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(ready, proc)
     time.sleep(delay)
     alive = proc.poll() is None
     proc.kill()
@@ -359,7 +358,7 @@ def run_env() -> dict:
 def test_killed_and_resumed_equals_uninterrupted(device, tmp_path):
     """bf16/channels_last on ``device``: SIGKILL mid-run, resume, SIGKILL again, resume to the end."""
     ref, out = tmp_path / "ref", tmp_path / "run"
-    done = subprocess.run(run_args(device, ref), capture_output=True, text=True, env=run_env(), timeout=600)
+    done = subprocess.run(run_args(device, ref), capture_output=True, text=True, env=run_env())
     assert done.returncode == 0, done.stderr[-3000:]
 
     # inside the second epoch, or inside a write: killed within 0.05 s of the third checkpoint, with
@@ -367,8 +366,7 @@ def test_killed_and_resumed_equals_uninterrupted(device, tmp_path):
     assert kill_when(run_args(device, out), lambda: len(RunFiles(out).checkpoints()) >= 3, 0.05)
     assert not (out / "DONE").exists(), "the run finished before it could be killed"
     kill_when([*run_args(device, out), "--resume"], lambda: True, 1.0)  # start-up or the first resumed steps
-    done = subprocess.run([*run_args(device, out), "--resume"], capture_output=True, text=True, env=run_env(),
-                          timeout=600)
+    done = subprocess.run([*run_args(device, out), "--resume"], capture_output=True, text=True, env=run_env())
     assert done.returncode == 0, done.stderr[-3000:]
     read = lambda folder: pd.read_csv(folder / "metrics.csv", float_precision="round_trip").drop(columns=TIMING)  # noqa: E731
     pd.testing.assert_frame_equal(read(out), read(ref), check_exact=True)

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -18,6 +17,7 @@ from classsel import layout, manifest, runs
 from classsel.config import config_hash, resolve
 from classsel.layout import RunFiles
 from classsel.train import train
+from conftest import wait_until
 
 CLI = [sys.executable, "-m", "classsel", "train"]
 QUIET = dict(progress=False)
@@ -381,12 +381,10 @@ def test_a_second_request_waits_for_the_first_and_reuses_its_run(store):
     code = ("import os, classsel.runs as r, classsel.config as c; "
             "r.ensure(c.resolve('smoke', epochs=2, progress=False), [0], log=lambda *a: None)")
     first = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "CLASSSEL_RUNS": str(store)})
-    deadline = time.time() + 120
-    while time.time() < deadline and not (files.lock.exists() and files.lock.read_text().strip()):
-        time.sleep(0.05)
+    wait_until(lambda: files.lock.exists() and files.lock.read_text().strip(), first)
     log = []
     (run,) = runs.ensure(cfg, [0], log=log.append)
-    assert first.wait(timeout=300) == 0
+    assert first.wait() == 0
     assert any(f"waiting for process {first.pid}" in m for m in log), log
     assert not any("training run" in m or "resuming" in m for m in log), log
     assert run.done and len(run.metrics()) == 4

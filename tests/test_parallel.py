@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from classsel import experiments as ex
 from classsel import parallel, params, runs
 from classsel.config import config_hash, resolve
 from classsel.layout import RunFiles
+from conftest import wait_until
 
 CLI = [sys.executable, "-m", "classsel", "train"]
 QUIET = dict(progress=False)
@@ -110,9 +110,7 @@ def test_a_killed_request_resumes_and_ends_as_an_uninterrupted_one(tmp_path, mon
     request = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wanted = [runs.Run(resolve("smoke", epochs=2, per_class=60, seed=s, **QUIET), s) for s in (0, 1)]
-    deadline = time.time() + 180
-    while time.time() < deadline and not all(any(s > 0 for s in r.checkpoint_steps()) for r in wanted):
-        time.sleep(0.02)
+    wait_until(lambda: all(any(s > 0 for s in r.checkpoint_steps()) for r in wanted), request)
     os.killpg(request.pid, signal.SIGKILL)  # the request and its training processes, mid-training
     request.wait()
     assert not any(r.done for r in wanted) and all(r.checkpoint_steps() for r in wanted)
@@ -181,11 +179,8 @@ def test_a_killed_worker_fails_only_its_run_and_the_others_finish(tmp_path, monk
 
     thread = threading.Thread(target=request)
     thread.start()
-    deadline = time.time() + 600
-    while not (any(s > 0 for s in victim.checkpoint_steps()) and victim.files.log.exists()
-               and "pid " in victim.files.log.read_text()):
-        assert thread.is_alive() and time.time() < deadline
-        time.sleep(0.02)
+    assert wait_until(lambda: any(s > 0 for s in victim.checkpoint_steps()) and victim.files.log.exists()
+                      and "pid " in victim.files.log.read_text(), thread)
     os.kill(pid_of(victim.files.log), signal.SIGKILL)
     thread.join()
     (error,) = caught

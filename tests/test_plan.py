@@ -130,3 +130,26 @@ def test_the_commands_names_are_the_modules_own_and_its_mistakes_need_no_torch()
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert r.stdout.strip() == "[2, 2, 2, 2] False", r.stdout + r.stderr
     assert "epochs=0 is not valid" in r.stderr and "section 'nope' is not valid" in r.stderr
+
+
+@pytest.mark.parametrize("seeds,expected", [(["0"], [0]), (["5", "2"], [5, 2])])
+def test_reproduce_trains_the_seeds_it_is_given(seeds, expected, tmp_path, monkeypatch, capsys):
+    """`reproduce --seeds S ...` trains those seeds (as `train --seeds`) for every section's runs; a bad
+    value is named."""
+    from classsel.__main__ import main
+    from classsel.reproduce import request
+
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path))
+    assert main(["reproduce", "--preset", "smoke", "--sections", "ablation", "regularize", "--dry-run",
+                 "--seeds", *seeds]) == 0
+    listed = capsys.readouterr().out
+    chosen = request("smoke", ["ablation", "regularize"], seeds=expected)
+    default = request("smoke", ["ablation", "regularize"])
+    trainings = [t for t in chosen if isinstance(t, P.Training)]
+    assert sorted({t.run.seed for t in trainings}) == sorted(expected)
+    conditions = {t.run.hash for t in default if isinstance(t, P.Training)}
+    assert {t.run.hash for t in trainings} == conditions and len(trainings) == len(conditions) * len(expected)
+    assert listed.count("train ") == len(trainings)
+    assert all(f"/seed{s} " in listed or f"/seed{s}  " in listed for s in expected)
+    assert main(["reproduce", "--preset", "smoke", "--seeds", "-1", "--dry-run"]) == 2
+    assert "seeds[0]=-1 is not valid" in capsys.readouterr().err
