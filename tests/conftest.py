@@ -1,6 +1,7 @@
 """Shared test fixtures."""
 
 import os
+import time
 
 # OpenMP threads that wait by sleeping, not spinning: on a machine whose cores other work keeps busy, a
 # spinning thread burns the time slice its partner needs to reach the barrier (a test's two-thread
@@ -50,7 +51,7 @@ def wait_until(condition, process=None, poll: float = 0.02) -> bool:
     while not condition():
         if ended():
             return condition()
-        __import__("time").sleep(poll)
+        time.sleep(poll)
     return True
 
 

@@ -6,7 +6,6 @@ import re
 import signal
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pandas as pd
