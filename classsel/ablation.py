@@ -40,6 +40,9 @@ DEFAULT_LEVELS = 11
 #: on a narrow ResNet-50: stacking up to a few million elements saves up to ~20% per
 #: level; beyond that the tensors leave the cache and each level costs more.
 STACK_ELEMENTS = 2**22
+#: Images per pass on the CPU: each batch of the loader is run in pieces of at most this many
+#: (``python -m classsel.bench --only ablation`` measures it against whole batches).
+CPU_CHUNK = 200
 
 COLUMNS = ["module", "number", "order", "draw", "k", "units", "fraction", "correct", "samples", "accuracy", "normalized"]
 
@@ -303,6 +306,7 @@ def ablation_curve(
     device=None,
     progress: bool = False,
     stack: int | None = None,
+    chunk: int | None = None,
 ) -> pd.DataFrame:
     """Accuracy as units of ``module`` are ablated, as a tidy frame (paper Fig. 3).
 
@@ -316,13 +320,19 @@ def ablation_curve(
     ``stack``: levels run together in one batch. Default: on the CPU as many as fit
     :data:`STACK_ELEMENTS` elements per block output (a batch's result does not depend on
     its size there, except for a batch of one); elsewhere 1, since a GPU may pick
-    another convolution algorithm for another batch size.
+    another convolution algorithm for another batch size. ``chunk``: at most this many images
+    per pass, each batch of the loader cut into pieces of two or more (default: :data:`CPU_CHUNK`
+    on the CPU, where smaller passes stay in the cache; elsewhere the loader's batches).
     """
     p = plan(model, module, si, ks, orders, draws, seed)
     description = describe(model)
     device = device_of(model, device)
     if stack is not None and (isinstance(stack, bool) or not isinstance(stack, int) or stack < 1):
         raise ValueError(f"stack must be a positive integer or None, got {stack!r}")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 2):
+        raise ValueError(f"chunk must be an integer >= 2 or None, got {chunk!r}")
+    if chunk is None and device.type == "cpu":
+        chunk = CPU_CHUNK
     pieces = {m: description.pieces(model, m) for m in description.layout.modules}
 
     # Counter slots: 0 = unablated (every k = 0 level); then one per distinct ablation.
@@ -367,9 +377,10 @@ def ablation_curve(
     constant_pred: dict[tuple, torch.Tensor] = {}
     shared_first = description.units_are_outputs
     with evaluating(model), torch.inference_mode():
-        for images, labels in progress_bar(loader, "ablation", enabled=progress, leave=False):
-            x = images.to(device, non_blocking=True)
-            y = labels.to(device, non_blocking=True)
+        batches = progress_bar(loader, "ablation", enabled=progress, leave=False)
+        for x, y in (piece for images, labels in batches for piece in _pieces(images, labels, chunk)):
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
             samples += len(y)
             h = description.stem(model, x)
             for name, module_pieces in pieces.items():
@@ -385,6 +396,20 @@ def ablation_curve(
 
     counts = correct.cpu().tolist()  # the one sync
     return curve_frame(p.levels, [counts[s] for s in slot_of_level], samples, counts[0])
+
+
+def _pieces(images: torch.Tensor, labels: torch.Tensor, chunk: int | None):
+    """A batch as pieces of at most ``chunk`` images, none of one image unless the batch is one
+    (a batch of one takes other kernels): the last piece absorbs a remainder of one."""
+    n = len(labels)
+    if chunk is None or n <= chunk:
+        yield images, labels
+        return
+    starts = list(range(0, n, chunk))
+    if n - starts[-1] == 1:
+        starts.pop()
+    for begin, end in zip(starts, [*starts[1:], n]):
+        yield images[begin:end], labels[begin:end]
 
 
 def _ablated_levels(

@@ -181,6 +181,17 @@ def bench_ablation(device, quick, repeats):
                               lambda: [naive(model, loader, m, si, **kw) for m in MODULES],
                               device, max(1, repeats // 3))
         out.append(report(f"ablation curves, 4 modules vs naive [{label}]", tb, ta, "naive", "fast", ">= 2x"))
+    if device.type == "cpu":  # the loader's batches cut into pieces (the default) or run whole
+        label, model, loader, _ = setups(device, quick)[0]
+        whole = DataLoader(loader.dataset, batch_size=500)
+        g = torch.Generator().manual_seed(0)
+        si = {b: torch.rand(n, generator=g) for b, n in _units(model).items()}
+        kw = dict(draws=2, seed=0, device=device)
+        ta, tb = side_by_side(lambda: ablation.ablation_curve(model, whole, list(MODULES), si, **kw),
+                              lambda: ablation.ablation_curve(model, whole, list(MODULES), si, chunk=500, **kw),
+                              device, max(1, repeats // 3))
+        out.append(report(f"ablation curves in pieces of {ablation.CPU_CHUNK} vs batches of 500 [{label}]", tb, ta,
+                          "batches", "pieces", "> 1x"))
     return out
 
 

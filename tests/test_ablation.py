@@ -17,6 +17,7 @@ from classsel.ablation import (
     plan,
     unit_order,
 )
+from classsel import ablation
 from classsel.ablation_reference import ablation_curve_naive
 from classsel.models import MODULES, bottlenecks, build, describe
 
@@ -232,6 +233,15 @@ def assert_same_curves(fast, naive):
     pd.testing.assert_frame_equal(fast, naive, check_exact=True)
 
 
+@pytest.mark.parametrize("n,chunk,sizes", [(20, 7, [7, 7, 6]), (20, 19, [20]), (21, 10, [10, 11]),
+                                           (1, 2, [1]), (5, None, [5]), (4, 2, [2, 2])])
+def test_a_batch_is_cut_into_pieces_of_two_or_more(n, chunk, sizes):
+    x, y = torch.arange(n * 2.0).view(n, 2), torch.arange(n)
+    pieces = list(ablation._pieces(x, y, chunk))
+    assert [len(b) for _, b in pieces] == sizes
+    assert torch.equal(torch.cat([b for _, b in pieces]), y) and torch.equal(torch.cat([a for a, _ in pieces]), x)
+
+
 def assert_curve_ends(curve, loader):
     """The ends of a curve of a :func:`constructed` model, known without running it.
 
@@ -256,6 +266,8 @@ def test_fast_curve_equals_naive_narrow(narrow, module):
     assert_same_curves(fast, naive)
     for stack in (1, 3):
         assert_same_curves(ablation_curve(model, loader, module, si, ks=ks, draws=2, seed=3, stack=stack), naive)
+    for chunk in (2, 7, 19):  # batches of 20 (and one of 1) in pieces: 2s; 7, 7, 6; 20 (no piece of 1)
+        assert_same_curves(ablation_curve(model, loader, module, si, ks=ks, draws=2, seed=3, chunk=chunk), naive)
     assert_curve_ends(naive, loader)
     assert naive.groupby(["order", "draw"]).size().to_dict() == {("random", 0): 6, ("random", 1): 6, ("selective", 0): 6}
 
@@ -407,6 +419,9 @@ def test_bad_inputs_name_the_value(narrow):
         ablation_curve(model, loader, ["layer1", "layer2"], si, ks={"layer1": [0, 1]})
     with pytest.raises(ValueError, match="stack"):
         ablation_curve(model, loader, "layer1", si, stack=0)
+    for chunk in (1, True, 2.5):
+        with pytest.raises(ValueError, match=rf"chunk must be an integer >= 2 or None, got {chunk!r}"):
+            ablation_curve(model, loader, "layer1", si, chunk=chunk)
     nan = dict(si, **{"layer1.0": torch.full((32,), float("nan"))})
     with pytest.raises(ValueError, match=r"layer1\.0.*NaN"):
         ablation_curve(model, loader, "layer1", nan, orders=["selective"])
