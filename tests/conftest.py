@@ -10,6 +10,7 @@ import time
 # processes the tests start (kernels, workers, the command line) inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -73,17 +74,33 @@ def executed(log: str) -> list[str]:
     return sorted(set(re.findall(r"notebooks/(\d\d_\w+)\.ipynb: Executing notebook", log)))
 
 
-def build_book(out, env):
+def build_book(out, env, *options, strict=True):
     """``jupyter-book build book -W -n --keep-going`` into ``out`` with the project's configuration
     (no limit per cell: the execution waits for kernel replies in short polls instead, so a lost reply
-    cannot stall it, and a slow machine may take as long as its honest work takes)."""
+    cannot stall it, and a slow machine may take as long as its honest work takes); ``options``: more of
+    jupyter-book's, such as ``--toc`` and ``--config``; not ``strict``: without -W (a book of some
+    chapters refers to figures of others)."""
     import subprocess
     import sys
     from pathlib import Path
 
     jb = Path(sys.executable).with_name("jupyter-book")
-    return subprocess.run([str(jb), "build", "book", "--path-output", str(out), "-W", "-n", "--keep-going"],
+    strictness = ["-W", "-n", "--keep-going"] if strict else ["-n"]
+    return subprocess.run([str(jb), "build", "book", "--path-output", str(out), *strictness, *map(str, options)],
                           cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def first_chapter_book(folder, cache) -> list:
+    """jupyter-book options for a book of chapter 00 alone (the table of every claim, computed from every
+    section) whose executions are cached in ``cache``, another build's execution cache: its table of
+    contents and configuration, written into ``folder``."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["cache"] = str(cache)
+    (folder / "_config.yml").write_text(yaml.safe_dump(config))
+    (folder / "_toc.yml").write_text("format: jb-book\nroot: notebooks/00_what_reproduces\n")
+    return ["--toc", folder / "_toc.yml", "--config", folder / "_config.yml"]
 
 
 def reproduce(store, *args, env=None):
