@@ -11,6 +11,22 @@ import time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def share_the_cores() -> None:
+    """Under `make test`'s processes (pytest-xdist), each runs on its own share of the cores, and so does
+    everything it starts (kernels, training workers, the command line): the project sizes its worker
+    pools and torch threads by the cores a process may use (:func:`classsel.parallel.cores`), so two
+    test processes never run four or more compute threads on two cores (on a busy 2-core machine a
+    training step waited for a descheduled partner thread several times its own work)."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) >= count:
+        os.sched_setaffinity(0, cpus[int(worker.removeprefix("gw")) % count::count])
+
+
+share_the_cores()  # before torch sizes its thread pool
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402

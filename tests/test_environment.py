@@ -151,3 +151,23 @@ def test_make_test_runs_the_suite_in_groups_its_processes_keep(request):
     if "PYTEST_XDIST_WORKER" not in os.environ:
         pytest.skip("not under pytest-xdist (make test runs it so)")
     assert request.node.nodeid.endswith(f"@{__name__}"), request.node.nodeid
+
+
+def test_each_test_process_and_what_it_starts_keep_to_their_share_of_the_cores():
+    """Under `make test`'s processes, each one and the processes it starts run on their own share of the
+    machine's cores (tests/conftest.py), and the project sizes its pools and threads by that share."""
+    import subprocess
+    import sys
+
+    from classsel import parallel
+
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if "PYTEST_XDIST_WORKER" not in os.environ or count < 2:
+        pytest.skip("not under several pytest-xdist processes (make test runs it so)")
+    if (os.cpu_count() or 1) < count or not hasattr(os, "sched_getaffinity"):
+        pytest.skip(f"{os.cpu_count()} CPUs for {count} test processes: nothing to share")
+    mine = os.sched_getaffinity(0)
+    assert 1 <= len(mine) <= -(-(os.cpu_count() or 1) // count) and parallel.cores() == len(mine)
+    child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+                           capture_output=True, text=True, check=True).stdout
+    assert child.strip() == str(sorted(mine))
