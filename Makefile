@@ -35,10 +35,10 @@ lock: $(UV_STAMP)
 	$(PY) -m classsel.lockfile binder
 
 # The suite in $(TEST_PROCESSES) processes (pytest-xdist; tests/conftest.py keeps the tests of the session's
-# smoke store and book in one of them, and each module's tests together).
+# smoke store and book in one of them, and each module's tests together, and orders the groups longest first).
 TEST_PROCESSES ?= 2
 test: setup browser
-	$(PY) -m pytest tests -n $(TEST_PROCESSES) --dist loadgroup
+	$(PY) -m pytest tests -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
 
 # The executable paper on the default preset (embedded MNIST, CPU): first every run and analysis the
 # sections need, in one pool of processes with one progress bar (`python -m classsel reproduce`;

@@ -146,8 +146,11 @@ def test_make_test_runs_the_suite_in_groups_its_processes_keep(request):
     """`make test` runs the suite under pytest-xdist with --dist loadgroup; the groups tests/conftest.py
     gives (the smoke store's tests, else a module) must reach xdist's scheduler, which reads them from the
     node id (pytest 9.2 broke that silently: pytest-dev/pytest-xdist#1386)."""
+    from conftest import LONGEST_FIRST
+
     make = (ROOT / "Makefile").read_text()
-    assert re.search(r"pytest tests -n \$\(TEST_PROCESSES\) --dist loadgroup", make)
+    assert re.search(r"pytest tests -n \$\(TEST_PROCESSES\) --dist loadgroup --no-loadscope-reorder", make)
+    assert all((ROOT / "tests" / f"{name}.py").exists() for name in LONGEST_FIRST), LONGEST_FIRST
     if "PYTEST_XDIST_WORKER" not in os.environ:
         pytest.skip("not under pytest-xdist (make test runs it so)")
     assert request.node.nodeid.endswith(f"@{__name__}"), request.node.nodeid
