@@ -1,7 +1,9 @@
 """Many tasks at once: the runs and analyses of a request (:mod:`classsel.plan`) done by a pool of
 processes.
 
-``jobs`` worker processes, started with ``spawn`` (so it works from a Jupyter kernel), each do
+``jobs`` worker processes, forked from a server process that imported the training code once
+(``forkserver``, preloaded: a worker starts at once instead of importing torch and torchvision,
+seconds each; ``spawn`` where there is no forkserver; both work from a Jupyter kernel), each do
 tasks one after another as they are handed out, a task once those it comes after have ended. On a
 CPU each gets its share of the cores (``torch.set_num_threads(cores // jobs)``); with GPUs each
 gets one device. A task does in its process exactly what it does in-process (a run: its lock,
@@ -220,7 +222,7 @@ def _in_pool(todo: list, jobs: int, log, bar: _Bar) -> None:
     devices = gpus([t.run for t in todo])
     threads = threads_per_job(jobs)
     jobs = min(jobs, len(todo))
-    ctx = mp.get_context("spawn")
+    ctx = _context()
     news = ctx.Queue()
     waiting, workers, failures, failed, ended_keys = list(todo), {}, [], set(), set()
     pending_keys = {t.key for t in todo}
@@ -259,7 +261,8 @@ def _in_pool(todo: list, jobs: int, log, bar: _Bar) -> None:
     def hand_out(slot: int, task) -> None:
         if slot not in workers:
             tasks = ctx.SimpleQueue()
-            process = ctx.Process(target=_work, args=(slot, threads, tasks, news), name=f"classsel worker {slot}")
+            process = ctx.Process(target=_work, args=(slot, threads, tasks, news, dict(os.environ)),
+                                  name=f"classsel worker {slot}")
             workers[slot] = _Worker(process, tasks)
             process.start()
         if devices:  # a GPU for each process
@@ -328,9 +331,29 @@ def _ended(code: int | None) -> str:
     return f"its process ended with exit code {code}"
 
 
-def _work(slot: int, threads: int, tasks, news) -> None:
-    """The body of a worker process (spawned: a fresh interpreter): do the tasks it is sent, one at a
-    time, until it is sent None; its bars report to the parent's."""
+#: What the server process of the workers imports once (:func:`_context`): the tasks' code and the
+#: architectures' (torchvision's models).
+PRELOAD = ["classsel.experiments", "classsel.train", "classsel.architectures.resnet", "classsel.architectures.vgg",
+           "classsel.architectures.vit"]
+
+
+def _context():
+    """Worker processes forked from a server that imported :data:`PRELOAD` (started on the first pool
+    of this process, kept for the next ones); spawned from scratch where there is no forkserver."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def _work(slot: int, threads: int, tasks, news, environ: dict | None = None) -> None:
+    """The body of a worker process: do the tasks it is sent, one at a time, until it is sent None;
+    its bars report to the parent's. ``environ``: the parent's environment when it started the
+    worker (a forked worker has its server's, from when that started)."""
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
     _stop_with_parent()
     torch.set_num_threads(threads)
     saved = os.dup(1), os.dup(2)
