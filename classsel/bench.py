@@ -171,10 +171,11 @@ class _quiet(DataLoader):
 
 
 def bench_ablation(device, quick, repeats):
-    out = []
+    out, cases = [], []
     for label, model, loader, _ in setups(device, quick)[:1] if quick else setups(device, quick):
         g = torch.Generator().manual_seed(0)
         si = {b: torch.rand(n, generator=g) for b, n in _units(model).items()}
+        cases.append((label, model, loader, si))
         kw = dict(ks=None, orders=("selective", "random"), draws=3, seed=0, device=device)
         naive = ablation_reference.ablation_curve_naive
         ta, tb = side_by_side(lambda: ablation.ablation_curve(model, loader, list(MODULES), si, **kw),
@@ -182,10 +183,8 @@ def bench_ablation(device, quick, repeats):
                               device, max(1, repeats // 3))
         out.append(report(f"ablation curves, 4 modules vs naive [{label}]", tb, ta, "naive", "fast", ">= 2x"))
     if device.type == "cpu":  # the loader's batches cut into pieces (the default) or run whole
-        label, model, loader, _ = setups(device, quick)[0]
+        label, model, loader, si = cases[0]
         whole = DataLoader(loader.dataset, batch_size=500)
-        g = torch.Generator().manual_seed(0)
-        si = {b: torch.rand(n, generator=g) for b, n in _units(model).items()}
         kw = dict(draws=2, seed=0, device=device)
         ta, tb = side_by_side(lambda: ablation.ablation_curve(model, whole, list(MODULES), si, **kw),
                               lambda: ablation.ablation_curve(model, whole, list(MODULES), si, chunk=500, **kw),
