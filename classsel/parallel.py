@@ -347,13 +347,12 @@ def _context():
     return ctx
 
 
-def _work(slot: int, threads: int, tasks, news, environ: dict | None = None) -> None:
+def _work(slot: int, threads: int, tasks, news, environ: dict) -> None:
     """The body of a worker process: do the tasks it is sent, one at a time, until it is sent None;
     its bars report to the parent's. ``environ``: the parent's environment when it started the
     worker (a forked worker has its server's, from when that started)."""
-    if environ is not None:
-        os.environ.clear()
-        os.environ.update(environ)
+    os.environ.clear()
+    os.environ.update(environ)
     _stop_with_parent()
     torch.set_num_threads(threads)
     saved = os.dup(1), os.dup(2)
