@@ -2,7 +2,7 @@
 processes.
 
 ``jobs`` worker processes, forked from a server process that imported the training code once
-(``forkserver``, preloaded: a worker starts at once instead of importing torch and torchvision,
+(``forkserver``, preloaded: a worker starts at once instead of importing torch and classsel,
 seconds each; ``spawn`` where there is no forkserver; both work from a Jupyter kernel), each do
 tasks one after another as they are handed out, a task once those it comes after have ended. On a
 CPU each gets its share of the cores (``torch.set_num_threads(cores // jobs)``); with GPUs each
@@ -332,7 +332,7 @@ def _ended(code: int | None) -> str:
 
 
 #: What the server process of the workers imports once (:func:`_context`): the tasks' code and the
-#: architectures' (torchvision's models).
+#: architectures'.
 PRELOAD = ["classsel.experiments", "classsel.train", "classsel.architectures.resnet", "classsel.architectures.vgg",
            "classsel.architectures.vit"]
 

@@ -457,14 +457,13 @@ def _git_commit() -> str | None:
 
 
 def describe(cfg: Config, device: torch.device, world: int) -> dict:
-    """config.json: what ran, with what, where."""
-    import torchvision
-
+    """config.json: what ran, with what, where (torchvision's version from its installed metadata:
+    importing it costs seconds, and a network of the mnist presets never needs it)."""
     return {
         "config": dataclasses.asdict(cfg),
         "hash": config_hash(cfg),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "classsel": _version()},
+                     "torchvision": _version("torchvision"), "classsel": _version()},
         "git_commit": _git_commit(),
         "lock_sha256": lock_hash(),  # requirements/lock.txt, the exact versions `make setup` installs
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
@@ -473,10 +472,10 @@ def describe(cfg: Config, device: torch.device, world: int) -> dict:
     }
 
 
-def _version() -> str:
+def _version(distribution: str = "classsel") -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("classsel")
+        return version(distribution)
     except PackageNotFoundError:
         return "unknown"

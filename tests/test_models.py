@@ -1,10 +1,14 @@
+import os
+
 import pytest
 import torch
 from torch import nn
-from torchvision.models import resnet50
+from torchvision.models import resnet as torchvision_resnet
+from torchvision.models import vgg as torchvision_vgg
+from torchvision.models import vision_transformer as torchvision_vit
 from torchvision.models.resnet import Bottleneck
 
-from classsel.models import ARCHS, bottlenecks, build, evaluating
+from classsel.models import ARCHS, bottlenecks, build, describe, evaluating
 
 
 @pytest.mark.parametrize(
@@ -35,12 +39,88 @@ def assert_same_state(ours: nn.Module, theirs: nn.Module) -> None:
         assert a[key].shape == b[key].shape and torch.equal(a[key], b[key]), key
 
 
+def assert_same_network(ours: nn.Module, theirs: nn.Module, shape) -> None:
+    """The same weights, and the same outputs and gradients to the bit, in both modes."""
+    assert_same_state(ours, theirs)
+    x = torch.randn(*shape)
+    for training in (False, True):
+        outputs = []
+        for model in (ours, theirs):
+            torch.manual_seed(2)  # the same dropout masks
+            outputs.append(model.train(training)(x))
+        assert torch.equal(*outputs), training
+        for model, out in zip((ours, theirs), outputs):
+            model.zero_grad()
+            out.square().sum().backward()
+        for (name, a), b in zip(ours.named_parameters(), theirs.parameters()):
+            assert torch.equal(a.grad, b.grad), (training, name)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101", "vgg16_bn", "vit_b_16"])
+def test_each_full_size_builder_is_torchvisions_network(arch):
+    # This project's classes, not torchvision's (importing torchvision costs every process seconds),
+    # build torchvision's networks: for a seed, the same weights, outputs and gradients bit for bit.
+    size = 32 if arch == "vit_b_16" else 64
+    theirs = {"vgg16_bn": torchvision_vgg.vgg16_bn, "vit_b_16": torchvision_vit.vit_b_16}.get(
+        arch, getattr(torchvision_resnet, arch, None))
+    extra = {"image_size": size} if arch == "vit_b_16" else {}
+    torch.manual_seed(0)
+    ours = build(arch, 7, **extra)
+    torch.manual_seed(0)
+    reference = theirs(weights=None, num_classes=7, **extra)
+    torch.manual_seed(1)
+    assert_same_network(ours, reference, (2, 3, size, size))
+    assert describe(reference).layout == describe(ours).layout  # a torchvision network is described too
+    assert [b.name for b in bottlenecks(reference)] == [b.name for b in bottlenecks(ours)]
+
+
 def test_narrow_full_width_is_torchvision_resnet50():
     # Same layout and, for the same seed, the same weights bit for bit.
     torch.manual_seed(0)
     ours = build("resnet50_narrow", 1000, width=64, small_input=False)
     torch.manual_seed(0)
-    assert_same_state(ours, resnet50(weights=None))
+    assert_same_state(ours, torchvision_resnet.resnet50(weights=None))
+
+
+def test_vit_tiny_is_torchvisions_transformer_with_its_patch_embedding_for_the_channels():
+    # With 3 channels torchvision's network; with 1, that network whose patch embedding is then
+    # made again for one channel and initialised as torchvision does (the draws of earlier runs).
+    import math
+
+    for channels in (3, 1):
+        torch.manual_seed(0)
+        ours = build("vit_tiny", 10, in_channels=channels, image_size=28)
+        torch.manual_seed(0)
+        theirs = torchvision_vit.VisionTransformer(image_size=28, patch_size=7, num_layers=9, num_heads=4,
+                                                   hidden_dim=64, mlp_dim=256, num_classes=10)
+        if channels != 3:
+            theirs.conv_proj = nn.Conv2d(channels, 64, kernel_size=7, stride=7)
+            nn.init.trunc_normal_(theirs.conv_proj.weight, std=math.sqrt(1 / (channels * 49)))
+            nn.init.zeros_(theirs.conv_proj.bias)
+        torch.manual_seed(1)
+        assert_same_network(ours, theirs, (3, channels, 28, 28))
+
+
+def test_a_training_run_on_mnist_never_imports_torchvision(tmp_path):
+    """Importing torchvision costs a process seconds (torch._dynamo, through torchvision.ops): a run
+    of each family on embedded MNIST needs none of it, nor does the server of the worker pools."""
+    import subprocess
+    import sys
+
+    script = (
+        "import importlib, sys\n"
+        "from classsel.__main__ import main\n"
+        "from classsel.parallel import PRELOAD\n"
+        "for arch in ('resnet50_narrow', 'vgg16_narrow', 'vit_tiny'):\n"
+        "    args = ['train', '--preset', 'smoke', '--arch', arch, '--epochs', '1', '--no-progress']\n"
+        f"    assert main([*args, '--out', r'{tmp_path}/' + arch]) == 0\n"
+        "for module in PRELOAD:\n"
+        "    importlib.import_module(module)\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'torchvision'))\n")
+    env = {**os.environ, "CLASSSEL_RUNS": str(tmp_path / "store")}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout.splitlines()[-1:] == ["[]"], r.stdout + r.stderr
+
 
 
 class NarrowReference(nn.Module):

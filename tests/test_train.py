@@ -1,5 +1,6 @@
 """Training runs on the smoke preset: what they write, never lost, errors, torchrun."""
 
+import importlib.metadata
 import json
 import os
 import signal
@@ -45,6 +46,7 @@ def test_run_writes_everything(smoke_run):
     pd.testing.assert_frame_equal(on_disk, metrics, check_dtype=False)
     info = json.loads((out / "config.json").read_text())
     assert info["config"]["preset"] == "smoke" and info["versions"]["torch"] == torch.__version__
+    assert info["versions"]["torchvision"] == importlib.metadata.version("torchvision")  # not imported for it
     assert "device" in info and "git_commit" in info and len(info["hash"]) == 10
     for step in metrics["step"]:
         state = torch.load(RunFiles(out).checkpoint(step), weights_only=True)

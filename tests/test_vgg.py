@@ -1,15 +1,14 @@
 """The VGG description: VGG16's conv stages 2-5 are modules 4-7, each convolution's ReLU a block."""
 
 import torch
-from torchvision.models.vgg import VGG
-
+from classsel.architectures.vgg import VGG16
 from classsel.models import bottlenecks, build, describe
 
 
 def test_vgg16_bn_stages_2_to_5_are_the_modules_and_relus_the_units():
     torch.manual_seed(0)
     model = build("vgg16_bn", 10)
-    assert type(model) is VGG
+    assert type(model) is VGG16  # torchvision's vgg16_bn (tests/test_models.py)
     blocks = bottlenecks(model)
     # torchvision's vgg16_bn: conv, BN, ReLU per convolution, a max-pool after each stage;
     # stage 1 is features[0:7] (two convolutions and the pool), so stage 2's first ReLU is features[9].

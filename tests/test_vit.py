@@ -3,10 +3,9 @@ and how their token tensors become one non-negative value per unit per image."""
 
 import pytest
 import torch
-from torchvision.models.vision_transformer import VisionTransformer
 
 from classsel.architectures.base import token_mean
-from classsel.architectures.vit import groups, nonnegative_token_mean
+from classsel.architectures.vit import VisionTransformer, groups, nonnegative_token_mean
 from classsel.models import bottlenecks, build, describe
 from classsel.selectivity import measure, selectivity_index
 from torch.utils.data import DataLoader, TensorDataset

@@ -7,6 +7,14 @@ the logits. This file holds each family's names, which the configuration checks 
 torch; the descriptions themselves live in ``classsel/architectures/<family>.py``.
 Adding an architecture family means a :class:`Layout` and its :class:`Arch` builders here,
 and one description module with its tests.
+
+The networks are this project's own classes, written to build torchvision's networks exactly:
+the same parameter names (a checkpoint loads into either), the same random draws in the same
+order (the same weights for a seed) and the same arithmetic (the same outputs to the bit);
+``tests/test_models.py`` compares every builder with torchvision's. Importing torchvision costs a
+process seconds (torch._dynamo, through torchvision.ops), which every training worker, notebook
+kernel and test process paid for networks of a few lines of PyTorch; it is imported only to read
+image files. A network of torchvision's classes is described all the same.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ per unit per image (eq. 1 compares class means of those values)."""
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
@@ -134,3 +135,11 @@ class Description(ABC):
             for piece in self.pieces(model, module):
                 h = piece(h)
         return self.head(model, h)
+
+
+def torchvision_classes(module: str, *names: str) -> tuple[type, ...]:
+    """torchvision's classes ``names`` from ``torchvision.models.<module>`` where this process
+    has imported it, else none: a network of torchvision's classes exists only in a process
+    that imported torchvision, and importing it to find out would cost every process seconds."""
+    loaded = sys.modules.get(f"torchvision.models.{module}")
+    return () if loaded is None else tuple(getattr(loaded, name) for name in names)

@@ -7,48 +7,54 @@ max-pools. The paper's modules 4-7 are stages 2-5 (``conv2``..``conv5``): like R
 ``layer1``..``layer4`` they are the last four stages before the classifier, each one halving
 the resolution, and stage 1 at the input's full resolution stays out as ResNet's stem does.
 A max-pool runs with the block after it (or the head), so a block's output is its ReLU's.
+
+The class is this project's own (see :mod:`classsel.architectures`): ``VGG16(classes)`` is
+torchvision's ``vgg16_bn`` exactly, and a torchvision VGG is described as well.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models import vgg
 
 from . import ARCHS, LAYOUTS
-from .base import Description
+from .base import Description, torchvision_classes
 
 #: Convolutions per stage of VGG16.
 STAGES = (2, 2, 3, 3, 3)
 
 
-class NarrowVGG(vgg.VGG):
-    """VGG16-BN with base width ``width`` (stages ``w, 2w, 4w, 8w, 8w``), any input channels,
-    a classifier ``8w -> 8w -> 8w -> classes`` after a global average pool (He-initialised),
-    and no max-pool after stage 1 with ``small_input`` (28-32 pixel images keep four halvings;
-    16 pixels at least).
+class VGG16(nn.Module):
+    """VGG16-BN: ``features`` (stages of base width ``width``: ``w, 2w, 4w, 8w, 8w``, each
+    convolution followed by BN and ReLU, a 2x2 max-pool after each stage), ``avgpool`` and a
+    three-layer ``classifier`` with dropout.
 
-    The body is ``VGG.__init__``'s with the widths as parameters: that constructor would
-    first make a 100-million-weight classifier for 224-pixel images only to replace it."""
+    ``narrow=False`` (with width 64 and 3 channels) is torchvision's ``vgg16_bn``, with the
+    same weights for the same seed: a 7x7 average pool and a ``25088 -> 4096 -> 4096`` classifier
+    initialised N(0, 0.01). ``narrow=True`` is the variant for 28-32 pixel images: no max-pool
+    after stage 1 (four halvings remain; 16 pixels at least), a global average pool and a
+    ``8w -> 8w -> 8w`` classifier, He-initialised.
+    """
 
-    def __init__(self, num_classes: int, width: int = 16, in_channels: int = 3, small_input: bool = True,
+    def __init__(self, num_classes: int = 1000, *, width: int = 64, in_channels: int = 3, narrow: bool = False,
                  dropout: float = 0.5) -> None:
-        nn.Module.__init__(self)
+        super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels
         for stage, (convs, out) in enumerate(zip(STAGES, (width, 2 * width, 4 * width, 8 * width, 8 * width))):
             for _ in range(convs):
                 layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1), nn.BatchNorm2d(out), nn.ReLU(True)]
                 channels = out
-            layers.append(nn.Identity() if small_input and stage == 0 else nn.MaxPool2d(kernel_size=2, stride=2))
+            layers.append(nn.Identity() if narrow and stage == 0 else nn.MaxPool2d(kernel_size=2, stride=2))
         self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        pool = 1 if narrow else 7
+        hidden = channels if narrow else 4096
+        self.avgpool = nn.AdaptiveAvgPool2d((pool, pool))
         self.classifier = nn.Sequential(
-            nn.Linear(channels, channels), nn.ReLU(True), nn.Dropout(p=dropout),
-            nn.Linear(channels, channels), nn.ReLU(True), nn.Dropout(p=dropout),
-            nn.Linear(channels, num_classes),
+            nn.Linear(channels * pool * pool, hidden), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(hidden, num_classes),
         )
-        # Same initialisation as torchvision's VGG.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -57,11 +63,17 @@ class NarrowVGG(vgg.VGG):
                 nn.init.constant_(m.weight, 1)
                 nn.init.constant_(m.bias, 0)
             elif isinstance(m, nn.Linear):
-                # torchvision's N(0, 0.01) keeps the signal through 25088- and 4096-wide layers; through
-                # 8w-wide ones it shrinks ~20-fold per layer and the network does not learn (seen: loss
-                # 2.30 after 5 epochs of the mnist preset). He initialisation keeps its scale.
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if narrow:
+                    # torchvision's N(0, 0.01) keeps the signal through 25088- and 4096-wide layers;
+                    # through 8w-wide ones it shrinks ~20-fold per layer and the network does not learn
+                    # (seen: loss 2.30 after 5 epochs of the mnist preset). He initialisation keeps its scale.
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                else:
+                    nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.constant_(m.bias, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 class VGGDescription(Description):
@@ -69,14 +81,14 @@ class VGGDescription(Description):
 
     def build(self, arch, num_classes, *, width=16, in_channels=3, image_size=None):
         if arch == "vgg16_bn":
-            return vgg.vgg16_bn(weights=None, num_classes=num_classes)
+            return VGG16(num_classes)
         if arch == "vgg16_narrow":
-            return NarrowVGG(num_classes, width=width, in_channels=in_channels)
+            return VGG16(num_classes, width=width, in_channels=in_channels, narrow=True)
         raise ValueError(f"{arch!r} is not a VGG; choose one of "
                          f"{', '.join(a for a in ARCHS if ARCHS[a].family == 'vgg')}")
 
     def describes(self, model):
-        return isinstance(model, vgg.VGG)
+        return isinstance(model, (VGG16, *torchvision_classes("vgg", "VGG")))
 
     def _stages(self, model) -> tuple[list[list[nn.Sequential]], list[nn.Module]]:
         """The conv blocks of each of the five stages, each block with the pools before it,
