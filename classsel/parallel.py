@@ -331,10 +331,10 @@ def _ended(code: int | None) -> str:
     return f"its process ended with exit code {code}"
 
 
-#: What the server process of the workers imports once (:func:`_context`): the tasks' code and the
-#: architectures'.
+#: What the server process of the workers imports once (:func:`_context`): the tasks' code, the
+#: architectures', and torch._dynamo, which torch imports (about 2 s) on a process's first optimizer.
 PRELOAD = ["classsel.experiments", "classsel.train", "classsel.architectures.resnet", "classsel.architectures.vgg",
-           "classsel.architectures.vit"]
+           "classsel.architectures.vit", "torch._dynamo"]
 
 
 def _context():
