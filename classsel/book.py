@@ -9,15 +9,20 @@ from pathlib import Path
 def publish(fig, folder: str | Path, label: str) -> None:
     """Save ``fig`` as ``label``.png/.svg in ``folder`` and glue it for the book under ``label``
     (shown where a ``{glue:figure}`` names it, not where the code runs). Returns nothing, so the
-    cell shows no output of its own."""
+    cell shows no output of its own.
+
+    The glued image is the PNG file itself, at the size the figure has on screen (its width in
+    pixels at the figure's own dpi): gluing the figure would draw it a third time."""
     import matplotlib.pyplot as plt
+    from IPython.display import Image
     from myst_nb import glue
 
-    from .figures import save
+    from .figures import PNG_DPI, save
 
     fig = getattr(fig, "figure", fig)
-    save(fig, folder, label)
-    glue(label, fig, display=False)
+    png = save(fig, folder, label).read_bytes()
+    width = int.from_bytes(png[16:20], "big")  # the PNG header's IHDR: width, then height
+    glue(label, Image(data=png, format="png", width=round(width * fig.dpi / PNG_DPI)), display=False)
     plt.close(fig)
 
 

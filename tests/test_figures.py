@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import seaborn as sns  # noqa: E402
 
 from classsel import figures  # noqa: E402
 from classsel.models import MODULES  # noqa: E402
@@ -155,3 +156,48 @@ def test_the_notebook_helpers_still_draw():
     assert figures.si_over_training(table).get_title() == "Mean class selectivity per module"
     assert figures.by_condition(table, "val_acc1", "condition").get_xlabel() == "epoch"
     assert len(figures.si_grid(table, "condition", "t").axes.flat) == 4
+
+
+def test_a_shade_is_the_claims_bootstrap_interval_of_the_mean_over_seeds():
+    """The shades are the percentile bootstrap CI of the mean, seeded as the claims' (a figure is the same
+    in every build) and of the values in ascending order (whatever the order of the rows): checked against
+    resamples drawn and averaged one by one."""
+    values = {0: [0.1, 0.4, 0.35, 0.8], 1: [0.5, 0.52, 0.9, 0.2], 2: [0.3, 0.3, 0.3, 0.31]}
+    data = pd.DataFrame([{"epoch": e, "seed": s, "si": v} for e, vs in values.items() for s, v in enumerate(vs)])
+    ax = plt.subplots()[1]
+    sns.lineplot(data=data, x="epoch", y="si", **figures.ci_shades(), ax=ax)
+    (shade,) = ax.collections
+    drawn = shade.get_paths()[0].vertices
+    for epoch, vs in values.items():
+        x = np.sort(vs)
+        rng = np.random.default_rng(0)
+        draws = rng.integers(0, len(x), size=(figures.N_BOOT, len(x)))
+        means = [sum(x[i] for i in row) / len(row) for row in draws]
+        expected = np.quantile(means, [0.025, 0.975])
+        edges = np.sort(np.unique(drawn[np.isclose(drawn[:, 0], epoch), 1]))
+        assert edges == pytest.approx(expected, abs=1e-12), epoch
+    # one seed: no interval, so no shade (never a band that would look certain)
+    assert np.isnan(figures.mean_ci_bounds([0.3])).all()
+    assert figures.mean_ci_bounds(values[0]) == figures.mean_ci_bounds(values[0][::-1])
+
+
+def test_a_published_figure_is_glued_as_its_png_file_at_its_size_on_screen(tmp_path, monkeypatch):
+    """The book shows the PNG file the chapter wrote (not a third drawing of the figure), at the width
+    the figure has on screen; the SVG is written beside it."""
+    import myst_nb
+    from PIL import Image as PILImage
+
+    from classsel import book
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, obj, display: glued.update({name: (obj, display)}))
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
+    ax.plot([0, 1], [1, 0])
+    book.publish(fig, tmp_path, "fig-test")
+    image, display = glued["fig-test"]
+    png = tmp_path / "fig-test.png"
+    assert image.data == png.read_bytes() and not display and (tmp_path / "fig-test.svg").exists()
+    with PILImage.open(png) as file:
+        assert file.info["dpi"][0] == pytest.approx(figures.PNG_DPI, abs=0.1)  # stored in pixels per metre
+        assert image.width == round(file.width * 100 / figures.PNG_DPI)
+    assert image._repr_png_()[1] == {"width": image.width}  # what the notebook stores with the image
