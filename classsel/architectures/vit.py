@@ -20,6 +20,7 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+
 from . import ARCHS, LAYOUTS
 from .base import Description, token_mean, torchvision_classes
 
