@@ -150,9 +150,7 @@ def _train(args) -> int:
         if k in overrides:
             overrides[k] = tuple(overrides[k])
     cfg = resolve(args.preset, **overrides)
-    from . import runs  # torch, past the checks of the options
     from .parallel import RunsFailed, check_jobs
-    from .train import train
 
     if args.jobs is not None:
         check_jobs(args.jobs, [], label="--jobs")
@@ -162,6 +160,10 @@ def _train(args) -> int:
                              f"{' '.join(map(str, args.seeds))} (leave out --out to train them into the "
                              "run store)")
         seeds = [check_field("seed", s) for s in dict.fromkeys(args.seeds)]
+    from . import runs  # torch, past the checks of the options
+    from .train import train
+
+    if args.seeds:
         try:
             done = runs.ensure(cfg, seeds, jobs=args.jobs)
         except RunsFailed as e:

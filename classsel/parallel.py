@@ -28,11 +28,12 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from . import runs
 from .progress import progress_bar, reporting_to
+
+if TYPE_CHECKING:
+    from . import runs
 
 #: How often a training process sends its step count (seconds), and the parent looks for news.
 REPORT_EVERY = 0.2
@@ -53,6 +54,8 @@ def threads_per_job(jobs: int) -> int:
 
 def gpus(todo: list[runs.Run]) -> int:
     """GPUs to spread the runs over: all visible ones when every run may use CUDA, else none."""
+    import torch  # here, not on import: a command line checks its --jobs before it loads torch
+
     if not todo or not torch.cuda.is_available() or any(r.config.device not in ("auto", "cuda")
                                                         for r in todo):
         return 0
@@ -266,7 +269,9 @@ def _in_pool(todo: list, jobs: int, log, bar: _Bar) -> None:
             workers[slot] = _Worker(process, tasks)
             process.start()
         if devices:  # a GPU for each process
-            run = runs.Run(dataclasses.replace(task.run.config, device=f"cuda:{slot % devices}"), task.run.seed)
+            from .runs import Run
+
+            run = Run(dataclasses.replace(task.run.config, device=f"cuda:{slot % devices}"), task.run.seed)
             task = dataclasses.replace(task, run=run)
         workers[slot].task = task
         workers[slot].tasks.put(task)
@@ -351,6 +356,8 @@ def _work(slot: int, threads: int, tasks, news, environ: dict) -> None:
     """The body of a worker process: do the tasks it is sent, one at a time, until it is sent None;
     its bars report to the parent's. ``environ``: the parent's environment when it started the
     worker (a forked worker has its server's, from when that started)."""
+    import torch
+
     os.environ.clear()
     os.environ.update(environ)
     _stop_with_parent()

@@ -120,8 +120,11 @@ def resources(args):
 
 def command(args) -> int:
     section_names(args.sections)  # a mistake in the names, before anything is imported
+    from .parallel import RunsFailed, check_jobs
+
+    if args.jobs is not None:
+        check_jobs(args.jobs, [])  # before torch loads
     from . import cluster
-    from .parallel import RunsFailed
     from .plan import fulfil
 
     plan = request(args.preset, args.sections, data_root=args.data_root, seeds=args.seeds)

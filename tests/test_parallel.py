@@ -136,15 +136,22 @@ def one_line_error(r, message):
     assert message in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--seeds", "0", "1", "--jobs", "0"], "--jobs=0 is not valid: expected an integer >= 1"),
-    (["--seeds", "0", "1", "--out", "run"], "--out names one run's folder: expected one seed with it"),
-    (["--seeds", "0", "-1"], "seed=-1 is not valid"),
+@pytest.mark.parametrize("command,args,message", [
+    ("train", ["--seeds", "0", "1", "--jobs", "0"], "--jobs=0 is not valid: expected an integer >= 1"),
+    ("train", ["--seeds", "0", "1", "--out", "run"], "--out names one run's folder: expected one seed with it"),
+    ("train", ["--seeds", "0", "-1"], "seed=-1 is not valid"),
+    ("reproduce", ["--jobs", "0"], "jobs=0 is not valid: expected an integer >= 1"),
 ])
-def test_bad_seeds_and_jobs_are_one_line_errors(args, message, tmp_path):
-    one_line_error(subprocess.run([*CLI, "--preset", "smoke", *args], capture_output=True, text=True,
-                                  cwd=tmp_path, env={**os.environ, "CLASSSEL_RUNS": str(tmp_path / "store")}),
-                   message)
+def test_bad_seeds_and_jobs_are_one_line_errors_before_torch_loads(command, args, message, tmp_path):
+    """A mistake in the options is named at once: the command stops before it imports torch (seconds),
+    which here is a module that fails on import."""
+    no_torch = tmp_path / "no_torch"
+    no_torch.mkdir()
+    (no_torch / "torch.py").write_text("raise ImportError('torch was imported')\n")
+    path = os.pathsep.join(filter(None, [str(no_torch), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "CLASSSEL_RUNS": str(tmp_path / "store"), "PYTHONPATH": path}
+    one_line_error(subprocess.run([sys.executable, "-m", "classsel", command, "--preset", "smoke", *args],
+                                  capture_output=True, text=True, cwd=tmp_path, env=env), message)
     assert not (tmp_path / "store").exists() and not (tmp_path / "run").exists()
 
 
