@@ -337,7 +337,7 @@ def _ended(code: int | None) -> str:
 
 
 #: What the server process of the workers imports once (:func:`_context`): the tasks' code, the
-#: architectures', and torch._dynamo, which torch imports (about 2 s) on a process's first optimizer.
+#: architectures', and torch._dynamo, which torch imports (with sympy, about 3.5 s) on a process's first optimizer.
 PRELOAD = ["classsel.experiments", "classsel.train", "classsel.architectures.resnet", "classsel.architectures.vgg",
            "classsel.architectures.vit", "torch._dynamo"]
 
