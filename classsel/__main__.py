@@ -160,6 +160,9 @@ def _train(args) -> int:
                              f"{' '.join(map(str, args.seeds))} (leave out --out to train them into the "
                              "run store)")
         seeds = [check_field("seed", s) for s in dict.fromkeys(args.seeds)]
+    else:
+        out = Path(args.out) if args.out else layout.run(config_hash(cfg), cfg.seed).root
+        layout.check_out(cfg, out, args.resume)  # a file, a foreign folder, nothing to resume: before torch
     from . import runs  # torch, past the checks of the options
     from .train import train
 
@@ -174,7 +177,6 @@ def _train(args) -> int:
         print(f"{len(done)} run{'s' * (len(done) > 1)} of configuration {config_hash(cfg)} "
               f"in {done[0].path.parent}")
         return 0
-    out = Path(args.out) if args.out else layout.run(config_hash(cfg), cfg.seed).root
     train(cfg, out, resume=args.resume)
     return 0
 

@@ -24,6 +24,7 @@ A run's folder::
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -219,3 +220,50 @@ def results(section: str, out_dir=None) -> Path:
     folder = Path(out_dir) if out_dir is not None else store() / RESULTS / section
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _ours(files: RunFiles) -> bool:
+    """Whether the folder's config.json is one that :func:`classsel.train.describe` wrote."""
+    try:
+        info = json.loads(files.config.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and isinstance(info.get("config"), dict) and isinstance(info.get("hash"), str)
+
+
+def check_out(cfg, out: str | os.PathLike, resume: bool) -> None:
+    """Refuse a folder that a run of the configuration ``cfg`` must not be written into: a file, the run
+    store's root or another place in the store than the run's own, a folder holding anything a run does
+    not write, and (``resume``) a folder holding no run. Reads files only (the command line calls it
+    before torch loads)."""
+    from .config import config_hash
+
+    files = RunFiles(out)
+    root, where = files.root.resolve(), f"--out {str(files.root)!r}"
+    if files.root.exists() and not files.root.is_dir():
+        raise ValueError(f"{where} is a file: expected a folder for the run")
+    top = store().resolve()
+    own = run(config_hash(cfg), cfg.seed).root.resolve()
+    inside = root.relative_to(top).parts if root.is_relative_to(top) else None
+    # the store reads <hash>/seed<S> as a run of <hash>, and results/ as the notebooks'
+    if inside is not None and root != own and (
+            not inside or inside[0] == RESULTS
+            or (len(inside) == 2 and SEED_FOLDER.match(inside[1]))):
+        raise ValueError(f"{where} is {'the root of' if not inside else 'a folder of'} the run store {top}, "
+                         f"where a run's folder is <config hash>/seed<S> (this one's: {own}): leave out --out, "
+                         "or name a folder outside the store")
+    foreign = files.foreign()
+    if not foreign and files.config.exists() and not _ours(files):
+        foreign = [files.config]
+    if foreign:
+        shown = ", ".join(repr(files.relative(p)) for p in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+        raise ValueError(f"{where} holds {shown}, which a run does not write: expected a new or empty folder, or "
+                         "a run's own folder (nothing of it was changed)")
+    # a run writes config.json before these: without it they are someone else's
+    finals = [p for p in (files.metrics, files.done, files.manifest, files.imported) if p.exists()]
+    if not foreign and finals and not _ours(files):
+        raise ValueError(f"{where} holds {', '.join(repr(p.name) for p in finals)} but no config.json of a run: "
+                         "expected a new or empty folder, or a run's own folder (nothing of it was changed)")
+    if resume and not (_ours(files) or files.checkpoints()):
+        state = "does not exist" if not files.root.exists() else "holds no run"
+        raise ValueError(f"{where} {state}: nothing to resume (leave out --resume to start a new run there)")

@@ -10,6 +10,7 @@ command goes on where it stopped; ``--status`` shows where the grid stands.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -120,6 +121,7 @@ def resources(args):
 
 def command(args) -> int:
     section_names(args.sections)  # a mistake in the names, before anything is imported
+    check_values(args)
     from .parallel import RunsFailed, check_jobs
 
     if args.jobs is not None:
@@ -148,6 +150,23 @@ def command(args) -> int:
         return 1
     print(f"reproduce: done ({plan.summary()})", file=sys.stderr)
     return 0
+
+
+def check_values(args) -> None:
+    """The preset, the seeds and the data folder, named as the options that gave them, checked before
+    torch loads (a mistake is named at once, not after seconds of imports); the sections check them
+    again."""
+    from . import config
+
+    preset = config.default_preset() if args.preset is None else config.check_field("preset", args.preset, "--preset")
+    for seed in args.seeds or ():
+        config.check_field("seed", seed, "--seeds")
+    dataset = config.PRESETS[preset].get("dataset", config.Config.dataset)
+    if dataset != "mnist5k" and (args.data_root is None or not os.path.isdir(args.data_root)):
+        raise ValueError(f"--data-root={args.data_root!r} is not valid: expected the folder of the {dataset} data "
+                         f"of preset {preset!r}")
+    if args.data_root is not None:
+        config.resolve(preset, data_root=config.check_field("data_root", args.data_root, "--data-root"))
 
 
 def _submit(args, plan: Plan) -> int:

@@ -26,9 +26,8 @@ import torch.nn.functional as F
 
 from . import checkpoint as ckpt
 from . import data, manifest, pipeline, recipe
-from . import layout as paths
 from .config import DATASETS, Config, config_hash, identity, input_side, keep_epochs, layout, state_epochs
-from .layout import RunFiles
+from .layout import RunFiles, check_out
 from .lockfile import lock_hash
 from .models import build
 from .progress import progress_bar
@@ -85,50 +84,6 @@ def train(cfg: Config, out: str | os.PathLike, resume: bool = False, log=print, 
 
 
 # ----------------------------------------------------------------------------- set-up
-
-
-def _ours(files: RunFiles) -> bool:
-    """Whether the folder's config.json is one that :func:`describe` wrote."""
-    try:
-        info = json.loads(files.config.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and isinstance(info.get("config"), dict) and isinstance(info.get("hash"), str)
-
-
-def check_out(cfg: Config, out: str | os.PathLike, resume: bool) -> None:
-    """Refuse a folder that a run must not be written into: a file, the run store's root or
-    another place in the store than the run's own, a folder holding anything a run does not
-    write, and (``resume``) a folder holding no run."""
-    files = RunFiles(out)
-    root, where = files.root.resolve(), f"--out {str(files.root)!r}"
-    if files.root.exists() and not files.root.is_dir():
-        raise ValueError(f"{where} is a file: expected a folder for the run")
-    store = paths.store().resolve()
-    own = paths.run(config_hash(cfg), cfg.seed).root.resolve()
-    inside = root.relative_to(store).parts if root.is_relative_to(store) else None
-    # the store reads <hash>/seed<S> as a run of <hash>, and results/ as the notebooks'
-    if inside is not None and root != own and (
-            not inside or inside[0] == paths.RESULTS
-            or (len(inside) == 2 and paths.SEED_FOLDER.match(inside[1]))):
-        raise ValueError(f"{where} is {'the root of' if not inside else 'a folder of'} the run store {store}, "
-                         f"where a run's folder is <config hash>/seed<S> (this one's: {own}): leave out --out, "
-                         "or name a folder outside the store")
-    foreign = files.foreign()
-    if not foreign and files.config.exists() and not _ours(files):
-        foreign = [files.config]
-    if foreign:
-        shown = ", ".join(repr(files.relative(p)) for p in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
-        raise ValueError(f"{where} holds {shown}, which a run does not write: expected a new or empty folder, or "
-                         "a run's own folder (nothing of it was changed)")
-    # a run writes config.json before these: without it they are someone else's
-    finals = [p for p in (files.metrics, files.done, files.manifest, files.imported) if p.exists()]
-    if not foreign and finals and not _ours(files):
-        raise ValueError(f"{where} holds {', '.join(repr(p.name) for p in finals)} but no config.json of a run: "
-                         "expected a new or empty folder, or a run's own folder (nothing of it was changed)")
-    if resume and not (_ours(files) or files.checkpoints()):
-        state = "does not exist" if not files.root.exists() else "holds no run"
-        raise ValueError(f"{where} {state}: nothing to resume (leave out --resume to start a new run there)")
 
 
 @dataclass

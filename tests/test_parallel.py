@@ -140,11 +140,19 @@ def one_line_error(r, message):
     ("train", ["--seeds", "0", "1", "--jobs", "0"], "--jobs=0 is not valid: expected an integer >= 1"),
     ("train", ["--seeds", "0", "1", "--out", "run"], "--out names one run's folder: expected one seed with it"),
     ("train", ["--seeds", "0", "-1"], "seed=-1 is not valid"),
+    ("train", ["--out", "file"], "--out 'file' is a file: expected a folder for the run"),
+    ("train", ["--out", "mine"], "--out 'mine' holds 'notes.txt', which a run does not write"),
+    ("train", ["--resume", "--out", "missing"], "--out 'missing' does not exist: nothing to resume"),
     ("reproduce", ["--jobs", "0"], "jobs=0 is not valid: expected an integer >= 1"),
+    ("reproduce", ["--seeds", "0", "-1"], "--seeds=-1 is not valid"),
+    ("reproduce", ["--data-root", "mine"], "data_root='mine' does not apply to preset 'smoke'"),
 ])
-def test_bad_seeds_and_jobs_are_one_line_errors_before_torch_loads(command, args, message, tmp_path):
+def test_bad_options_are_one_line_errors_before_torch_loads(command, args, message, tmp_path):
     """A mistake in the options is named at once: the command stops before it imports torch (seconds),
     which here is a module that fails on import."""
+    (tmp_path / "file").write_text("the user's\n")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's\n")
     no_torch = tmp_path / "no_torch"
     no_torch.mkdir()
     (no_torch / "torch.py").write_text("raise ImportError('torch was imported')\n")
@@ -152,7 +160,8 @@ def test_bad_seeds_and_jobs_are_one_line_errors_before_torch_loads(command, args
     env = {**os.environ, "CLASSSEL_RUNS": str(tmp_path / "store"), "PYTHONPATH": path}
     one_line_error(subprocess.run([sys.executable, "-m", "classsel", command, "--preset", "smoke", *args],
                                   capture_output=True, text=True, cwd=tmp_path, env=env), message)
-    assert not (tmp_path / "store").exists() and not (tmp_path / "run").exists()
+    assert not (tmp_path / "store").exists() and not (tmp_path / "run").exists() and not (tmp_path / "missing").exists()
+    assert (tmp_path / "file").read_text() == "the user's\n" and os.listdir(tmp_path / "mine") == ["notes.txt"]
 
 
 def test_the_command_line_trains_several_seeds_at_once(tmp_path):

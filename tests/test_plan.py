@@ -152,4 +152,4 @@ def test_reproduce_trains_the_seeds_it_is_given(seeds, expected, tmp_path, monke
     assert listed.count("train ") == len(trainings)
     assert all(f"/seed{s} " in listed or f"/seed{s}  " in listed for s in expected)
     assert main(["reproduce", "--preset", "smoke", "--seeds", "-1", "--dry-run"]) == 2
-    assert "seeds[0]=-1 is not valid" in capsys.readouterr().err
+    assert "--seeds=-1 is not valid" in capsys.readouterr().err
