@@ -350,6 +350,9 @@ def normalise(cfg: Config) -> Config:
     need(spec.patch is None or side % spec.patch == 0, "image_size" if cfg.dataset == "imagefolder" else "arch",
          f"an image side that {cfg.arch}'s {spec.patch}-pixel patches tile ({cfg.dataset} images are {side} "
          f"pixels)")
+    need(side >= spec.min_side, "image_size" if cfg.dataset == "imagefolder" else "arch",
+         f"an image side of at least {spec.min_side} pixels for {cfg.arch}, whose max-pools halve it "
+         f"{spec.min_side.bit_length() - 1} times ({cfg.dataset} images are {side} pixels)")
     need(cfg.reg_start < cfg.epochs, "reg_start", f"an epoch in 0..{cfg.epochs - 1} (the run has epochs={cfg.epochs})")
     need(cfg.reg_stop is None or cfg.reg_start < cfg.reg_stop, "reg_stop", f"None or an epoch > reg_start={cfg.reg_start}")
     keep = keep_epochs(cfg)

@@ -111,6 +111,23 @@ def test_a_transformers_patches_must_tile_its_images(tmp_path):
     assert C.input_side(C.resolve("imagenet", data_root=str(tmp_path), arch="vit_b_16", image_size=224)) == 224
 
 
+@pytest.mark.parametrize("name", ["vgg16_narrow", "vgg16_bn"])
+def test_an_image_smaller_than_a_vggs_max_pools_allow_is_refused_by_the_configuration(name, tmp_path):
+    """The smallest side the configuration accepts is the smallest the network runs on: one pixel less and
+    the last max-pool has nothing to pool (found by running the network, here)."""
+    smallest = ARCHS[name].min_side
+    for side in (smallest - 1, smallest):
+        fits = True
+        try:
+            build(name, 3, width=4, in_channels=3).eval()(torch.zeros(2, 3, side, side))
+        except RuntimeError:
+            fits = False
+        assert fits == (side == smallest), (name, side)
+    with pytest.raises(ValueError, match=rf"image_size={smallest - 1} is not valid: .*at least {smallest} pixels"):
+        C.resolve("imagenet", data_root=str(tmp_path), arch=name, image_size=smallest - 1)
+    assert C.input_side(C.resolve("imagenet", data_root=str(tmp_path), arch=name, image_size=smallest)) == smallest
+
+
 def test_warmup_rises_linearly_then_steps_down_as_a_loop_computes_it():
     factor = recipe.warmup_factor(0.5, lr_step=2, steps_per_epoch=10)  # 5 warm-up steps, /10 every 20
     expected = []

@@ -59,6 +59,7 @@ class Arch:
     channels: int | None = 3  # image channels it takes; None: as many as the data has
     width: bool = False  # the configuration's ``width`` is its base width
     patch: int | None = None  # a transformer's patch size: the image side must be a multiple of it
+    min_side: int = 1  # the smallest image side its poolings leave at least one pixel of (VGG's max-pools)
     #: (field, value): configuration defaults of this builder (its width, its training recipe),
     #: which stand in for the preset's, never for a value asked for
     defaults: tuple[tuple[str, object], ...] = ()
@@ -82,9 +83,9 @@ ARCHS = {a.name: a for a in (
     Arch("resnet50", "resnet"),
     Arch("resnet101", "resnet"),
     Arch("resnet50_narrow", "resnet", channels=None, width=True),
-    Arch("vgg16_bn", "vgg"),
+    Arch("vgg16_bn", "vgg", min_side=32),  # five 2x2 max-pools
     # width 8: a training step on the mnist preset costs about half the narrow ResNet's
-    Arch("vgg16_narrow", "vgg", channels=None, width=True, defaults=(("width", 8),)),
+    Arch("vgg16_narrow", "vgg", channels=None, width=True, min_side=16, defaults=(("width", 8),)),  # four pools
     Arch("vit_b_16", "vit", patch=16, defaults=(*_VIT, ("lr", 2.5e-4), ("warmup_epochs", 5.0))),
     # 7-pixel patches: 16 tokens and the class token on 28-pixel images
     Arch("vit_tiny", "vit", channels=None, patch=7, defaults=(*_VIT, ("lr", 1e-3), ("warmup_epochs", 0.5))),
