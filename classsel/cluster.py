@@ -193,7 +193,7 @@ def _run_log(task, writes: bool):
 
 def _train_in_group(task: Training, log) -> None:
     """Every process of a job trains the run together (DDP): rank 0 holds the run's lock and does what
-    the run store does before training (:func:`classsel.runs.ensure_run`: a finished run checked and
+    the run store does before training (:func:`classsel.runs.before_training`: a finished run checked and
     mended, a new one branched from its parent), then tells the others whether to train and resume."""
     import torch.distributed as dist
 
@@ -206,26 +206,13 @@ def _train_in_group(task: Training, log) -> None:
     try:
         run, rank = task.run, dist.get_rank()
         with run_lock(run.path, wait=True, log=log) if rank == 0 else contextlib.nullcontext():
-            decision = [_before_training(task, log) if rank == 0 else None]
+            decision = [runs.before_training(run, log, task.parent) if rank == 0 else None]
             dist.broadcast_object_list(decision, src=0)
             if decision[0] is not None:
                 train(run.config, run.path, resume=decision[0], log=log if rank == 0 else (lambda *a: None),
                       lock=False)
     finally:
         dist.destroy_process_group()
-
-
-def _before_training(task: Training, log) -> bool | None:
-    """What :func:`classsel.runs.ensure_run` does under the lock before it trains: None when the run is
-    finished (and intact, or mended), else whether to resume (after branching from the parent)."""
-    run = task.run
-    if run.done and runs.repair(run, log):
-        return None
-    if task.parent is not None and not run.files.checkpoints() and task.parent[0].done:
-        runs.branch(run, *task.parent, log=log)
-    partial = bool(run.files.checkpoints())
-    log(f"{'resuming' if partial else 'training'} run {run.hash}/seed{run.seed} in {run.path}")
-    return partial
 
 
 # ----------------------------------------------------------------------------- arrays

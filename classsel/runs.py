@@ -143,14 +143,23 @@ def ensure_run(run: Run, log=print, parent: tuple[Run, int] | None = None) -> No
     it): repaired from its checkpoints where it can be, else resumed or trained. ``parent``, a
     finished run and an epoch up to which the two train alike (:func:`classsel.plan.shared_epochs`):
     a new run starts from the parent's state there instead of from scratch."""
-    files = run.files
-    with run_lock(files.root, wait=True, log=log):
-        if not (run.done and repair(run, log)):
-            if parent is not None and not files.checkpoints() and parent[0].done:
-                branch(run, *parent, log=log)
-            partial = bool(files.checkpoints())
-            log(f"{'resuming' if partial else 'training'} run {run.hash}/seed{run.seed} in {run.path}")
-            train(run.config, files.root, resume=partial, log=log, lock=False)
+    with run_lock(run.files.root, wait=True, log=log):
+        resume = before_training(run, log, parent)
+        if resume is not None:
+            train(run.config, run.files.root, resume=resume, log=log, lock=False)
+
+
+def before_training(run: Run, log=print, parent: tuple[Run, int] | None = None) -> bool | None:
+    """What :func:`ensure_run` does before it trains (call under ``run``'s lock): None when the run is
+    finished (and intact, or mended), else whether training resumes, after the new run was laid out
+    from ``parent`` where it can be."""
+    if run.done and repair(run, log):
+        return None
+    if parent is not None and not run.files.checkpoints() and parent[0].done:
+        branch(run, *parent, log=log)
+    partial = bool(run.files.checkpoints())
+    log(f"{'resuming' if partial else 'training'} run {run.hash}/seed{run.seed} in {run.path}")
+    return partial
 
 
 def branch(run: Run, parent: Run, epoch: int, log=print) -> bool:
