@@ -175,10 +175,11 @@ class TensorLoader:
 
     def __iter__(self):
         s = self.sampler
-        for b, (blobs, labels, paths) in enumerate(self.files, start=s.start // self.batch_size):
-            g = torch.Generator().manual_seed(batch_seed(s.seed, s.epoch, b, s.rank))
-            decoded, labels = self.bad_images.keep(decode(blobs, self.device, paths), labels)
-            yield augment(decoded, self.image_size, g, self.scale, self.ratio, self.flip), labels
+        with data.closed_on_error(self.files):
+            for b, (blobs, labels, paths) in enumerate(self.files, start=s.start // self.batch_size):
+                g = torch.Generator().manual_seed(batch_seed(s.seed, s.epoch, b, s.rank))
+                decoded, labels = self.bad_images.keep(decode(blobs, self.device, paths), labels)
+                yield augment(decoded, self.image_size, g, self.scale, self.ratio, self.flip), labels
 
     @property
     def skipped(self) -> list:

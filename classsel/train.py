@@ -76,8 +76,12 @@ def train(cfg: Config, out: str | os.PathLike, resume: bool = False, log=print, 
         check_out(cfg, out, resume)
         setup = set_up(cfg, world)
         held = run_lock(out) if rank == 0 and lock else contextlib.nullcontext()
-        with held:
-            return _run(cfg, setup, RunFiles(out), resume, rank, log if rank == 0 else (lambda *a: None))
+        try:
+            with held:
+                return _run(cfg, setup, RunFiles(out), resume, rank, log if rank == 0 else (lambda *a: None))
+        finally:  # the loaders' worker processes, now (see data.close)
+            data.close(setup.train_loader)
+            data.close(setup.val_loader)
     finally:
         if owns_group:
             torch.distributed.destroy_process_group()

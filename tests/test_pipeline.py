@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 from torchvision import transforms as T
 
 from classsel import data, pipeline
@@ -186,6 +187,33 @@ def test_an_unreadable_image_is_named_or_left_out_and_counted(broken_tree, kind,
     assert len(labels) == len(ds) - 2 and {b.path for b in skip.skipped} == broken
     assert sorted(labels) == sorted(y for p, y in ds.samples if p not in broken)
     assert capfd.readouterr().err.count("left out unreadable image") == 2
+    data.close(skip)  # its workers, before the traceback kept in `err` leaves it to the garbage collector
+
+
+def test_a_loader_stopped_by_an_error_or_closed_leaves_no_worker_for_the_garbage_collector(broken_tree):
+    """The workers of a loader that an error stopped, and of one closed, have ended before the collector
+    sees them: freed in a reference cycle, each would cost torch's 5 s join timeout (its queues' feeder
+    threads are finalised first), which stalled whatever test ran next by 20 to 40 s."""
+    import multiprocessing
+
+    root, _ = broken_tree
+    ds = data.imagefolder(root, "train", image_size=16)
+    for kind in ("pil", "tensor"):
+        stop = pipeline.train_loader(ds, BATCH, seed=0, workers=2, pipeline=kind, image_size=16)
+        with pytest.raises(data.UnreadableImage):
+            epoch(stop, 0)
+        assert not multiprocessing.active_children(), kind
+    fine = data.loader(data.imagefolder(root, "train", image_size=16), BATCH, train=False, workers=2,
+                       bad_images="skip")
+    with pytest.raises(data.UnreadableImage):
+        list(fine)
+    assert not multiprocessing.active_children()
+    clean = data.loader(TensorDataset(torch.zeros(8, 1), torch.zeros(8)), 4, train=True, workers=2)
+    assert len(list(clean)) == 2 and len(multiprocessing.active_children()) == 2  # persistent
+    data.close(clean)
+    assert not multiprocessing.active_children()
+    assert len(list(clean)) == 2  # iterated again: new workers
+    data.close(clean)
 
 
 def test_an_unreadable_validation_image_stops_even_when_training_skips(broken_tree):
