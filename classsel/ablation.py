@@ -30,10 +30,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from . import ablation_curves
 from .models import Block, describe, device_of, evaluating, forward_hooks
 from .progress import progress_bar
 
-ORDERS = ("selective", "random")
+#: The orders units are zeroed in, and the area under a curve (torch-free, :mod:`classsel.ablation_curves`).
+ORDERS, auc = ablation_curves.ORDERS, ablation_curves.auc
+
 #: Default grid: this many evenly spaced counts from 0 to all units of a block.
 DEFAULT_LEVELS = 11
 #: Stacked levels on the CPU: at most this many elements in one block output. Measured
@@ -264,19 +267,6 @@ def curve_frame(levels: list[Level], correct: list[int], samples: int, base_corr
     base = base_correct / samples
     df["normalized"] = df["accuracy"] / base if base > 0 else np.nan
     return df[COLUMNS]
-
-
-def auc(curves: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
-    """Area under each ablation curve: ``AUC = sum_k normalized(k)`` per (module, order, draw).
-
-    ``by``: further columns that tell curves apart, e.g. ``("seed", "epoch")`` of a sweep.
-    """
-    by = [by] if isinstance(by, str) else list(by)
-    keys = [*by, "module", "number", "order", "draw"]
-    missing = [c for c in [*keys, "normalized"] if c not in curves.columns]
-    if missing:
-        raise ValueError(f"curves lack column(s) {missing}; pass ablation_curve's frame and existing `by` columns")
-    return curves.groupby(keys, sort=False, dropna=False)["normalized"].sum().rename("auc").reset_index()
 
 
 # --- fast: one pass over the loader ---------------------------------------------------

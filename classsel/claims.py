@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import stats
-from .ablation import auc
+from .ablation_curves import auc
 from .architectures import LAYOUTS
 from .config import MODULES, REGULARIZED
 

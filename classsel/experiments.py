@@ -7,7 +7,7 @@ import io
 
 import pandas as pd
 
-from . import ablation, cka, data, runs
+from . import runs
 from .config import CKA_LAYERS, keep_epochs, layout
 from .layout import atomic_write
 from .manifest import sha256
@@ -49,6 +49,8 @@ def provenance(all_runs: list[runs.Run]) -> str:
 
 
 def val_loader(run: runs.Run, batch_size: int | None = None):
+    from . import data  # torch: only where a network is evaluated
+
     cfg = run.config
     ds = data.for_config(cfg, "val")
     return data.loader(ds, batch_size or cfg.eval_batch_size, train=False, workers=cfg.workers), ds.num_classes
@@ -120,6 +122,8 @@ def ablation_over_training(all_runs, epochs, modules=None, levels: int = 6, draw
     """Ablation curves of ``modules`` (None: every module of the run's architecture) at every chosen
     checkpoint of every run (Fig. 3)."""
     def compute(run, step):
+        from . import ablation
+
         si = run.si(step)
         chosen = layout(run.config.arch).modules if modules is None else modules
         ks = {m: ablation.default_ks(len(si[f"{m}.0"]), levels) for m in chosen}
@@ -136,6 +140,8 @@ def ablation_name(levels: int, draws: int):
 def cka_over_training(all_runs, epochs=None, layers=CKA_LAYERS, progress: bool = True) -> pd.DataFrame:
     """CKA between every pair of ``layers`` at every chosen checkpoint, long format (Fig. 5)."""
     def compute(run, step):
+        from . import cka
+
         matrix = cka.cka_matrix(run.model(step), val_loader(run)[0], list(layers))
         return matrix.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="cka")
 

@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 
 from . import claims, stats
-from .ablation import ORDERS
+from .ablation_curves import ORDERS
 
 #: Every family's modules as the paper's "module 4".."module 7", and the logits as "FC".
 MODULE_LABELS = {m: label for m, label in claims.LAYER_LABELS.items() if m in claims.LAYER_NUMBER}

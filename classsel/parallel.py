@@ -54,10 +54,11 @@ def threads_per_job(jobs: int) -> int:
 
 def gpus(todo: list[runs.Run]) -> int:
     """GPUs to spread the runs over: all visible ones when every run may use CUDA, else none."""
+    if not todo:  # nothing to train: torch is not loaded (a notebook reading the store)
+        return 0
     import torch  # here, not on import: a command line checks its --jobs before it loads torch
 
-    if not todo or not torch.cuda.is_available() or any(r.config.device not in ("auto", "cuda")
-                                                        for r in todo):
+    if not torch.cuda.is_available() or any(r.config.device not in ("auto", "cuda") for r in todo):
         return 0
     return torch.cuda.device_count()
 

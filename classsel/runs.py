@@ -16,15 +16,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-import torch
+from typing import TYPE_CHECKING
 
-from . import checkpoint as ckpt
-from . import data, layout, manifest
+import pandas as pd
+
+from . import layout, manifest
 from .config import Config, config_hash, identity
 from .layout import RunFiles
-from .models import build, describe
-from .train import run_lock, train, write_measurement
+
+if TYPE_CHECKING:
+    import torch
+
+# torch (and the modules that build, load or train networks) is imported where a network is: a notebook
+# that reads the store's tables never loads it (2-3 s of its kernel's start)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,10 @@ class Run:
         """The run's evaluation points (global steps)."""
         return pd.read_csv(self.files.metrics, usecols=["step"])["step"].tolist()
 
+    def classes(self) -> int:
+        """The number of classes of its data: its predicted-class counts have a row for every class."""
+        return len(pd.read_csv(self.files.predictions(self.steps()[0]), usecols=["class"]))
+
     def units(self) -> pd.DataFrame:
         """SI of every unit at every evaluation point."""
         tables = [pd.read_csv(self.files.si(s)) for s in self.steps()]
@@ -62,6 +70,8 @@ class Run:
 
     def si(self, step: int) -> dict[str, torch.Tensor]:
         """SI per unit of every block at evaluation point ``step``: {"layer3.2": [units]}."""
+        import torch
+
         units = pd.read_csv(self.files.si(step)).sort_values(["block", "unit"], kind="stable")
         return {f"{m}.{b}": torch.tensor(g.si.to_numpy()) for (m, b), g in units.groupby(["module", "block"], sort=False)}
 
@@ -92,6 +102,8 @@ class Run:
                 f"`{train_command(self.config, self.seed, self.path)}`")
         if not path.exists():
             raise ValueError(f"no checkpoint at step {step} in {self.path}; available: {self.checkpoint_steps()}")
+        from . import checkpoint as ckpt
+
         manifest.check_file(self.files, path)
         return _model(self.config, ckpt.load(path, device)["model"], device)
 
@@ -99,6 +111,10 @@ class Run:
 def _model(cfg: Config, weights: dict, device="cpu") -> torch.nn.Module:
     """The network of ``weights`` on ``device``, in eval mode and in the memory format its run was
     trained and evaluated in (the last bits of an analysis depend on it)."""
+    import torch
+
+    from .models import build, describe
+
     shape = describe(cfg.arch).shape_of(weights)
     model = build(cfg.arch, shape.pop("num_classes"), width=cfg.width, **shape)
     model.load_state_dict(weights)
@@ -135,7 +151,7 @@ def record_configuration(run: Run) -> None:
     shared = layout.configuration(run.hash)
     if not shared.exists():
         shared.parent.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write(shared, json.dumps(identity(run.config), indent=2, default=str).encode())
+        layout.atomic_write(shared, json.dumps(identity(run.config), indent=2, default=str).encode())
 
 
 def ensure_run(run: Run, log=print, parent: tuple[Run, int] | None = None) -> None:
@@ -143,6 +159,8 @@ def ensure_run(run: Run, log=print, parent: tuple[Run, int] | None = None) -> No
     it): repaired from its checkpoints where it can be, else resumed or trained. ``parent``, a
     finished run and an epoch up to which the two train alike (:func:`classsel.plan.shared_epochs`):
     a new run starts from the parent's state there instead of from scratch."""
+    from .train import run_lock, train
+
     with run_lock(run.files.root, wait=True, log=log):
         resume = before_training(run, log, parent)
         if resume is not None:
@@ -168,6 +186,8 @@ def branch(run: Run, parent: Run, epoch: int, log=print) -> bool:
     state and ``run``'s identity. Training on from there gives what training from scratch would,
     to the bit, when the two runs train alike until then. False (nothing written) when the parent
     kept no training state at that epoch. Call under ``run``'s lock."""
+    from . import checkpoint as ckpt
+
     metrics = parent.metrics()
     at = metrics.loc[metrics.epoch == epoch, "step"]
     path = parent.files.checkpoint(int(at.iloc[0])) if len(at) else None
@@ -247,7 +267,11 @@ def _step_of(path: Path) -> int | None:
 
 
 def _measure_again(run: Run, problems, checkpoints: dict, final: int, log) -> None:
+    from . import checkpoint as ckpt
+    from . import data
+    from .models import describe
     from .selectivity import measure
+    from .train import write_measurement
 
     files = run.files
     state = ckpt.load(checkpoints[final])

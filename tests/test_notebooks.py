@@ -2,6 +2,7 @@
 and strict about their parameters."""
 
 import json
+import os
 from pathlib import Path
 
 import jupytext
@@ -100,6 +101,28 @@ def test_the_books_notebooks_wrote_their_figures_and_tables(name, smoke_book, sm
     wrote its figures and tables into the store's results folder (what the book shows is checked by
     tests/test_book.py)."""
     check_results(name, smoke_store / "results" / name)
+
+
+def test_a_chapter_reading_a_fulfilled_store_never_loads_torch(smoke_store, tmp_path, monkeypatch):
+    """What every chapter computes on the session's smoke store (its plan fulfilled, as after `make book`'s
+    first step), in a fresh process as a kernel would: tables and claims read from the store, torch (about
+    2.5 s of each kernel's start) never imported. Chance accuracy comes from the runs' own tables."""
+    import subprocess
+    import sys
+
+    from classsel import experiments, sections
+
+    script = (f"import sys\nfrom classsel import sections\n"
+              f"for s in [None, *sections.SECTIONS]:\n"
+              f"    sections.notebook(s, {{**sections.parameters(s), 'preset': 'smoke', 'out_dir': f'{tmp_path}/{{s}}'}})\n"
+              f"print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "CLASSSEL_RUNS": str(smoke_store)})
+    assert r.returncode == 0 and r.stdout.split() == ["False"], r.stdout + r.stderr[-3000:]
+    assert all((tmp_path / s / "claims.csv").exists() for s in sections.SECTIONS)
+    monkeypatch.setenv("CLASSSEL_RUNS", str(smoke_store))
+    run = next(iter(sections.plan("emergence", sections.defaults("emergence", "smoke")).runs()))
+    assert run.done and run.classes() == experiments.val_loader(run)[1] == 10
 
 
 # papermill as the README writes it, for the chapter whose last cell is the explorer (the widget cell

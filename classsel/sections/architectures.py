@@ -84,7 +84,7 @@ def compute(p, groups) -> Section:
         mine = mine.assign(condition=mine.condition.str.removeprefix(f"{name}: "))
         curves = experiments.ablation_over_training(base, p.ablation_epochs)
         cka = experiments.cka_over_training(base, p.cka_epochs, lay.cka_layers)
-        chance = 1 / experiments.val_loader(base[0])[1]
+        chance = 1 / base[0].classes()
         tag = f"fig-07-{'ab'[i]}" if i < 2 else f"fig-07-{arch}"
         later = against(p.alpha, p.reg_start)
         made = [claims.emergence(mine[mine.condition == BASELINE], target=f"{tag}-si"),
