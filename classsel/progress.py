@@ -6,6 +6,9 @@ report to the request's one bar instead of drawing their own (:func:`reporting_t
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import sys
 from collections.abc import Iterable
 
 #: Where bars report while a task of a request runs (see :func:`reporting_to`); None: they draw.
@@ -42,7 +45,20 @@ def progress_bar(
         enabled = False
     from tqdm.auto import tqdm  # imported on use: tqdm.auto probes for Jupyter
 
+    if options.get("dynamic_ncols") and _zero_width(options.get("file")):
+        # a terminal that reports no size (a pseudo-terminal nobody sized: some CI runners, script(1)
+        # without a terminal): tqdm would take its 0 columns and 0 rows and draw nothing at all
+        size = shutil.get_terminal_size()
+        options = {**options, "dynamic_ncols": False, "ncols": size.columns or 100, "nrows": size.lines or 24}
     return tqdm(iterable, desc=desc, total=total, disable=not enabled, **options)
+
+
+def _zero_width(file) -> bool:
+    """Whether ``file`` (default: stderr, tqdm's) is a terminal that says it is 0 columns wide."""
+    try:
+        return os.get_terminal_size((file or sys.stderr).fileno()).columns == 0
+    except (AttributeError, OSError, ValueError):  # not a terminal, or no file descriptor
+        return False
 
 
 class _Reported:

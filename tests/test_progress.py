@@ -23,3 +23,30 @@ def test_manual_bar_counts_steps_and_does_nothing_when_off():
     off.update(3)
     off.set_postfix(loss="0.1")
     off.close()
+
+
+def test_a_terminal_that_reports_no_width_still_shows_the_bar():
+    """On a pseudo-terminal that nobody sized (0 columns: some CI runners, script(1) without a terminal),
+    the request's bar (dynamic width) is drawn at the default width instead of as nothing."""
+    import os
+    import pty
+    import sys
+
+    script = ("import os\nprint('columns', os.get_terminal_size(2).columns)\n"
+              "from classsel.progress import progress_bar\n"
+              "bar = progress_bar(desc='reproduce', total=3, unit='step', dynamic_ncols=True)\n"
+              "bar.update(3)\nbar.close()\n")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child, on the new terminal (0 rows, 0 columns)
+        os.execv(sys.executable, [sys.executable, "-c", script])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    assert out.startswith(b"columns 0") and b"reproduce: 100%|" in out and b"3/3" in out, out
