@@ -39,7 +39,7 @@ def test_plans_unite_and_link_runs_to_their_parents():
     plan = P.Plan([P.Training(r) for r in (base, later)])
     plan.update(P.Plan([P.Training(r) for r in (base, full, released)]))  # the baseline asked twice: one task
     plan.analyse("cka", base)
-    assert len(plan) == 5 and plan.summary() == "4 runs and 1 analyses"
+    assert len(plan) == 5 and plan.summary() == "4 runs and 1 analysis"
     linked = {t.key: t for t in plan.linked()}
     child = linked[P.Training(later).key]
     assert child.parent[0].hash == base.hash and child.parent[1] == 2
