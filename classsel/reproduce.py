@@ -126,11 +126,12 @@ def command(args) -> int:
 
     if args.jobs is not None:
         check_jobs(args.jobs, [])  # before torch loads
-    from . import cluster
     from .plan import fulfil
 
     plan = request(args.preset, args.sections, data_root=args.data_root, seeds=args.seeds)
     if args.status:
+        from . import cluster  # submitit, torch
+
         print(cluster.describe_status(cluster.status(plan, args.jobs_folder)))
         return 0
     if args.executor != "local":
