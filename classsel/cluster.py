@@ -35,7 +35,6 @@ import submitit
 from . import layout, runs
 from .parallel import RunFailure, RunsFailed, cores
 from .plan import Analysis, Plan, Training
-from .train import run_lock, train
 
 #: The executors that submit jobs through submitit (``local`` is the worker pool of :mod:`classsel.parallel`).
 SUBMITIT = {"slurm": "slurm", "submitit-local": "local", "debug": "debug"}
@@ -198,6 +197,8 @@ def _train_in_group(task: Training, log) -> None:
     import torch.distributed as dist
 
     from submitit.helpers import TorchDistributedEnvironment
+
+    from .train import run_lock, train
 
     TorchDistributedEnvironment().export(set_cuda_visible_devices=False)  # train picks cuda:LOCAL_RANK
     import torch

@@ -132,18 +132,20 @@ def test_the_commands_names_are_the_modules_own_and_its_mistakes_need_no_torch()
     assert "epochs=0 is not valid" in r.stderr and "section 'nope' is not valid" in r.stderr
 
 
-def test_the_plan_is_listed_without_torch(tmp_path):
-    """`reproduce --dry-run` lists the sections' tasks from the files of the store alone: torch (seconds) is
-    loaded where something is trained or analysed, not to say what is to do."""
+def test_the_plan_and_its_jobs_are_listed_without_torch(tmp_path):
+    """`reproduce --dry-run` lists the sections' tasks, and `--status` where their jobs are, from files alone:
+    torch (seconds) is loaded where something is trained or analysed, not to say what is to do."""
     import os
     import subprocess
     import sys
 
     script = ("import sys\nfrom classsel.__main__ import main\n"
-              "code = main(['reproduce', '--preset', 'smoke', '--dry-run'])\nprint(code, 'torch' in sys.modules)")
+              "status = main(['reproduce', '--preset', 'smoke', '--status'])\n"
+              "code = main(['reproduce', '--preset', 'smoke', '--dry-run'])\nprint(status, code, 'torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                        env={**os.environ, "CLASSSEL_RUNS": str(tmp_path / "store")})
-    assert r.stdout.strip().splitlines()[-1] == "0 False", r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "0 0 False", r.stdout + r.stderr
+    assert "0 done, 0 running, 0 queued, 0 failed" in r.stdout
     todo = int(r.stdout.strip().splitlines()[-2].split("; ")[1].split()[0])  # "... analyses; 19 to do"
     assert "pending  train" in r.stdout and r.stdout.count("pending") == todo > 0
 
