@@ -211,12 +211,8 @@ class Plan:
     def summary(self) -> str:
         trainings = [t for t in self if isinstance(t, Training)]
         analyses = [t for t in self if isinstance(t, Analysis)]
-        return f"{count(len(trainings), 'run', 'runs')} and {count(len(analyses), 'analysis', 'analyses')}"
-
-
-def count(n: int, one: str, many: str) -> str:
-    """``n`` and the noun it takes: "1 run", "2 runs"."""
-    return f"{n} {one if n == 1 else many}"
+        return (f"{len(trainings)} run{'s' * (len(trainings) != 1)} and "
+                f"{len(analyses)} {'analysis' if len(analyses) == 1 else 'analyses'}")
 
 
 def fulfil(plan: Plan, jobs: int | None = None, log=print, progress: bool = True) -> None:

@@ -130,7 +130,7 @@ def command(args) -> int:
 
     plan = request(args.preset, args.sections, data_root=args.data_root, seeds=args.seeds)
     if args.status:
-        from . import cluster  # submitit, torch
+        from . import cluster  # submitit
 
         print(cluster.describe_status(cluster.status(plan, args.jobs_folder)))
         return 0
