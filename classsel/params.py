@@ -150,13 +150,20 @@ def overrides(value) -> dict:
     return {k: parse_text(v) for k, v in value.items()}
 
 
+def data_folder(preset: str, data_root, dataset: str | None = None, label: str = "parameter data_root") -> None:
+    """Refuse no folder, or one that is not there, for a dataset read from files (``dataset``: the
+    preset's where None); the error names ``label``."""
+    dataset = dataset or C.PRESETS[preset].get("dataset", C.Config.dataset)
+    if dataset != "mnist5k" and (data_root is None or not os.path.isdir(str(data_root))):
+        raise ValueError(f"{label}={data_root!r} is not valid: expected the folder of the {dataset} data of "
+                         f"preset {preset!r}")
+
+
 def setting(preset, epochs, data_root, overrides_) -> Setting:
     preset = C.check_field("preset", preset, "parameter preset")
     data_root = C.check_field("data_root", data_root, "parameter data_root")
     fields = overrides(overrides_)
-    dataset = fields.get("dataset", C.PRESETS[preset].get("dataset", C.Config.dataset))
-    if dataset != "mnist5k" and (data_root is None or not os.path.isdir(str(data_root))):
-        raise bad("data_root", data_root, f"the folder of the {dataset} data of preset {preset!r}")
+    data_folder(preset, data_root, fields.get("dataset"))
     result = Setting(preset, integer("epochs", epochs, 1, C.MAX_EPOCHS),
                      None if data_root is None else str(data_root), fields)
     try:

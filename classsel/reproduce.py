@@ -10,7 +10,6 @@ command goes on where it stopped; ``--status`` shows where the grid stands.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -158,14 +157,12 @@ def check_values(args) -> None:
     torch loads (a mistake is named at once, not after seconds of imports); the sections check them
     again."""
     from . import config
+    from .params import data_folder
 
     preset = config.default_preset() if args.preset is None else config.check_field("preset", args.preset, "--preset")
     for seed in args.seeds or ():
         config.check_field("seed", seed, "--seeds")
-    dataset = config.PRESETS[preset].get("dataset", config.Config.dataset)
-    if dataset != "mnist5k" and (args.data_root is None or not os.path.isdir(args.data_root)):
-        raise ValueError(f"--data-root={args.data_root!r} is not valid: expected the folder of the {dataset} data "
-                         f"of preset {preset!r}")
+    data_folder(preset, args.data_root, label="--data-root")
     if args.data_root is not None:
         config.resolve(preset, data_root=config.check_field("data_root", args.data_root, "--data-root"))
 
