@@ -274,6 +274,10 @@ class CheckedLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def close(self) -> None:
+        """Stop the worker processes (:func:`close`)."""
+        close(self.loader)
+
     def __iter__(self):
         with closed_on_error(self.loader):
             for batch, bad in self.loader:
@@ -290,11 +294,9 @@ def close(loader) -> None:
     (one an exception's traceback holds in a reference cycle) has its queues' feeder threads finalised
     before its iterator, so the workers never hear that they may stop and torch waits out its 5 s join
     timeout for each of them: 80 s for the two loaders of a run with 8 workers."""
-    inner = getattr(loader, "__dict__", {})
-    wrapped = None if isinstance(loader, DataLoader) else inner.get("loader", inner.get("files"))
-    if wrapped is not None:
-        return close(wrapped)
-    iterator = inner.get("_iterator")
+    if not isinstance(loader, DataLoader):
+        return loader.close()  # a loader around one closes what it wraps
+    iterator = loader.__dict__.get("_iterator")
     if iterator is not None:
         shutdown = getattr(iterator, "_shutdown_workers", None)  # torch's own; it has no public one
         if shutdown is not None:

@@ -173,6 +173,10 @@ class TensorLoader:
     def __len__(self) -> int:
         return len(self.files)
 
+    def close(self) -> None:
+        """Stop the worker processes of the byte-reading loader (:func:`classsel.data.close`)."""
+        data.close(self.files)
+
     def __iter__(self):
         s = self.sampler
         with data.closed_on_error(self.files):
