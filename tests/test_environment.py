@@ -2,8 +2,10 @@
 environment that install it, Binder's CPU pins made from it, and its hash."""
 
 import hashlib
+import importlib.util
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,23 @@ def test_each_test_process_and_what_it_starts_keep_to_their_share_of_the_cores()
     child = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
                            capture_output=True, text=True, check=True).stdout
     assert child.strip() == str(sorted(mine))
+
+
+@pytest.mark.skipif(Path(sys.prefix).resolve() != (ROOT / ".venv").resolve(),
+                    reason="checks the environment `make setup` made; this suite runs in another one")
+def test_the_environment_is_compiled_to_bytecode_once():
+    """Every module of the packages each process imports has its .pyc (a file that does not compile on
+    this Python excepted): where PYTHONDONTWRITEBYTECODE is set, Python caches none itself, and without
+    them each process compiled torch and sympy again (``import torch`` 2.6 s instead of 1.2 s)."""
+    for package in ("torch", "sympy", "scipy", "pandas", "matplotlib"):
+        root = Path(importlib.util.find_spec(package).origin).parent
+        missing = []
+        for source in root.rglob("*.py"):
+            if Path(importlib.util.cache_from_source(str(source))).exists():
+                continue
+            try:
+                compile(source.read_bytes(), str(source), "exec")
+            except SyntaxError:  # written for another Python (torch has one for 3.12)
+                continue
+            missing.append(source)
+        assert not missing, f"{len(missing)} modules of {package} without bytecode, e.g. {missing[0]}: run `make setup`"
