@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 # torch (and the modules that build, load or train networks) is imported where a network is: a notebook
-# that reads the store's tables never loads it (1.2 s of its kernel's start, 2.6 s where torch is not compiled to bytecode)
+# that reads the store's tables never loads it (1.2 s of its kernel's start; 2.6 s where torch has no bytecode)
 
 
 @dataclass(frozen=True)
