@@ -20,12 +20,13 @@ $(UV_STAMP):
 	$(PY) -m pip install --quiet --progress-bar off uv==$(UV_VERSION)
 	touch $@
 
-# Reinstalls when the lock, pyproject.toml or uv's version changes, not on every `make test`.
+# Reinstalls when the lock, pyproject.toml, this file (how it installs) or uv's version changes, not on
+# every `make test`.
 # --compile-bytecode: every module of the environment compiled once here (about 20 s on 2 cores). uv
-# writes no .pyc of its own, and where PYTHONDONTWRITEBYTECODE is set (as on this project's CI machines)
-# Python never caches one, so every process compiled torch, sympy, scipy and seaborn again from source:
-# `import torch` took 2.6 s instead of 1.2 s, a notebook kernel's first cell 3.7 s more.
-$(STAMP): $(LOCK) pyproject.toml $(UV_STAMP)
+# writes no .pyc of its own, and where PYTHONDONTWRITEBYTECODE is set (as on the machines this project is
+# developed on) Python never caches one: every process compiled torch, sympy, scipy and seaborn again from
+# source (`import torch` 2.6 s instead of 1.2 s, a notebook kernel's first cell about 2.4 s more).
+$(STAMP): $(LOCK) pyproject.toml Makefile $(UV_STAMP)
 	$(UV) pip install --python $(PY) --compile-bytecode -r $(LOCK) -e .
 	$(PY) -m ipykernel install --sys-prefix --name classsel --display-name "Python (classsel)"
 	touch $@
