@@ -130,6 +130,13 @@ def reproduce(store, *args, env=None):
                            *args], cwd=ROOT, env=env, capture_output=True, text=True)
 
 
+def run_files(store) -> list:
+    """The files of a run store that training and analyses write: not the notebooks' ``results/``, nor
+    ``VERIFIED.json`` (which only remembers which checkpoints were found intact). Equal before and after
+    something means it trained and analysed nothing."""
+    return sorted(p for p in store.rglob("*") if "results" not in p.parts and p.name != "VERIFIED.json")
+
+
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory):
     """The run store of the smoke book's plan, fulfilled once per test session, as `make book` does

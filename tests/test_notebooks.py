@@ -10,6 +10,7 @@ import nbformat
 import pandas as pd
 import papermill
 import pytest
+from conftest import run_files
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
@@ -132,12 +133,9 @@ def test_runs_on_smoke(name, parameters, smoke_store, tmp_path, monkeypatch):
     """papermill as the README writes it, on the session's smoke store: the notebook reads it (its plan
     is fulfilled) and writes its figures and tables."""
     monkeypatch.setenv("CLASSSEL_RUNS", str(smoke_store))
-    def files():  # the runs' own files (VERIFIED.json only remembers which checkpoints were found intact)
-        return sorted(p for p in smoke_store.rglob("*") if "results" not in p.parts and p.name != "VERIFIED.json")
-
-    before = files()
+    before = run_files(smoke_store)
     execute_and_check(name, tmp_path, preset="smoke", **parameters)
-    assert files() == before, "it trained or analysed again"
+    assert run_files(smoke_store) == before, "it trained or analysed again"
 
 
 # The imagenet preset's design (an ImageFolder tree, regularisation starts and schedules cut to the

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import jupytext
 import pytest
+from conftest import run_files
 
 from classsel import sections
 from classsel.sections import declaration
@@ -77,11 +78,10 @@ def test_what_reproduces_has_the_six_claims_first_then_the_appendix(table):
 def test_each_section_names_its_conditions_and_figure_sets(smoke_store, monkeypatch):
     """On the session's smoke store, which holds these runs: computing the section trains nothing."""
     monkeypatch.setenv("CLASSSEL_RUNS", str(smoke_store))
-    files = lambda: sorted(smoke_store.rglob("*"))  # noqa: E731
-    before = files()
+    before = run_files(smoke_store)
     quiet = dict(seeds=1, overrides={"progress": False})
     r = sections.compute("regularize", sections.defaults("regularize", "smoke", **quiet))
-    assert files() == before, "it trained or analysed"
+    assert run_files(smoke_store) == before, "it trained or analysed"
     assert list(r.groups) == ["unregularised", "α=-20 from epoch 0", "α=-20 from epoch 2", "α=-5 from epoch 0",
                               "α=-20 epochs 0-1 only"]
     assert r.sets["starts"] == ["unregularised", "α=-20 from epoch 0", "α=-20 from epoch 2"]
