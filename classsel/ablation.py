@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import ablation_curves
-from .models import Block, describe, device_of, evaluating, forward_hooks
+from .models import Block, check_chunk, describe, device_of, evaluating, forward_hooks, pieces
 from .progress import progress_bar
 
 #: The orders units are zeroed in, and the area under a curve (torch-free, :mod:`classsel.ablation_curves`).
@@ -43,9 +43,6 @@ DEFAULT_LEVELS = 11
 #: on a narrow ResNet-50: stacking up to a few million elements saves up to ~20% per
 #: level; beyond that the tensors leave the cache and each level costs more.
 STACK_ELEMENTS = 2**22
-#: Images per pass on the CPU: each batch of the loader is run in pieces of at most this many
-#: (``python -m classsel.bench --only ablation`` measures it against whole batches).
-CPU_CHUNK = 200
 
 COLUMNS = ["module", "number", "order", "draw", "k", "units", "fraction", "correct", "samples", "accuracy", "normalized"]
 
@@ -311,19 +308,17 @@ def ablation_curve(
     :data:`STACK_ELEMENTS` elements per block output (a batch's result does not depend on
     its size there, except for a batch of one); elsewhere 1, since a GPU may pick
     another convolution algorithm for another batch size. ``chunk``: at most this many images
-    per pass, each batch of the loader cut into pieces of two or more (default: :data:`CPU_CHUNK`
-    on the CPU, where smaller passes stay in the cache; elsewhere the loader's batches).
+    per pass, each batch of the loader cut into pieces of two or more (:func:`classsel.models.pieces`;
+    default :data:`classsel.models.CPU_CHUNK` on the CPU, where smaller passes stay in the cache; elsewhere
+    the loader's batches).
     """
     p = plan(model, module, si, ks, orders, draws, seed)
     description = describe(model)
     device = device_of(model, device)
     if stack is not None and (isinstance(stack, bool) or not isinstance(stack, int) or stack < 1):
         raise ValueError(f"stack must be a positive integer or None, got {stack!r}")
-    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 2):
-        raise ValueError(f"chunk must be an integer >= 2 or None, got {chunk!r}")
-    if chunk is None and device.type == "cpu":
-        chunk = CPU_CHUNK
-    pieces = {m: description.pieces(model, m) for m in description.layout.modules}
+    chunk = check_chunk(chunk, device)
+    parts = {m: description.pieces(model, m) for m in description.layout.modules}
 
     # Counter slots: 0 = unablated (every k = 0 level); then one per distinct ablation.
     slot_of_level = []
@@ -354,9 +349,9 @@ def ablation_curve(
         units = blocks[0].channels
         later = description.layout.modules[description.layout.modules.index(m) + 1:]
         work[m] = _ModuleWork(
-            pieces=pieces[m],
+            pieces=parts[m],
             blocks=blocks,
-            later=[piece for n in later for piece in pieces[n]],
+            later=[piece for n in later for piece in parts[n]],
             masks=(torch.stack(masks) if masks else torch.zeros(0, len(blocks), units, dtype=torch.bool)).to(device),
             slots=torch.tensor(slots, dtype=torch.long, device=device),
             constant_slot=constant_slot,
@@ -368,12 +363,12 @@ def ablation_curve(
     shared_first = description.units_are_outputs
     with evaluating(model), torch.inference_mode():
         batches = progress_bar(loader, "ablation", enabled=progress, leave=False)
-        for x, y in (piece for images, labels in batches for piece in _pieces(images, labels, chunk)):
+        for x, y in ((images[p], labels[p]) for images, labels in batches for p in pieces(len(labels), chunk)):
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
             samples += len(y)
             h = description.stem(model, x)
-            for name, module_pieces in pieces.items():
+            for name, module_pieces in parts.items():
                 rest = module_pieces
                 if name in work:
                     if shared_first:
@@ -386,20 +381,6 @@ def ablation_curve(
 
     counts = correct.cpu().tolist()  # the one sync
     return curve_frame(p.levels, [counts[s] for s in slot_of_level], samples, counts[0])
-
-
-def _pieces(images: torch.Tensor, labels: torch.Tensor, chunk: int | None):
-    """A batch as pieces of at most ``chunk`` images, none of one image unless the batch is one
-    (a batch of one takes other kernels): the last piece absorbs a remainder of one."""
-    n = len(labels)
-    if chunk is None or n <= chunk:
-        yield images, labels
-        return
-    starts = list(range(0, n, chunk))
-    if n - starts[-1] == 1:
-        starts.pop()
-    for begin, end in zip(starts, [*starts[1:], n]):
-        yield images[begin:end], labels[begin:end]
 
 
 def _ablated_levels(

@@ -105,3 +105,30 @@ def device_of(model: nn.Module, device=None) -> torch.device:
         return torch.device(device)
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
+
+
+#: Images per forward pass on the CPU: each loader batch is run in pieces of at most this many, which
+#: stay in the cache (``python -m classsel.bench --only measure ablation`` measures it against whole
+#: batches). On the CPU an image's outputs do not depend on how many others share its pass, except in
+#: a pass of one image, which takes other kernels: the pieces give the numbers whole batches give.
+CPU_CHUNK = 200
+
+
+def check_chunk(chunk, device: torch.device) -> int | None:
+    """The piece size for ``device``: ``chunk`` checked (an integer >= 2, or None for the default:
+    :data:`CPU_CHUNK` on the CPU; elsewhere whole batches, since a GPU may pick another convolution
+    algorithm for another batch size)."""
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 2):
+        raise ValueError(f"chunk must be an integer >= 2 or None, got {chunk!r}")
+    return CPU_CHUNK if chunk is None and device.type == "cpu" else chunk
+
+
+def pieces(n: int, chunk: int | None) -> list[slice]:
+    """A batch of ``n`` as slices of at most ``chunk`` images, none of one image unless the batch is
+    one (the last piece absorbs a remainder of one); one slice when ``chunk`` is None or >= ``n``."""
+    if chunk is None or n <= chunk:
+        return [slice(0, n)]
+    starts = list(range(0, n, chunk))
+    if n - starts[-1] == 1:
+        starts.pop()
+    return [slice(begin, end) for begin, end in zip(starts, [*starts[1:], n])]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .models import Block, describe, device_of, evaluating, forward_hooks
+from .models import Block, check_chunk, describe, device_of, evaluating, forward_hooks, pieces
 from .progress import progress_bar
 
 EPS = 1e-6
@@ -144,14 +144,19 @@ def measure(
     device=None,
     modules=None,
     progress: bool = False,
+    chunk: int | None = None,
 ) -> SelectivityResult:
     """Class means of every block's units, SI, accuracy and prediction counts, in one pass.
 
     ``num_classes`` must be the model's number of outputs. Exact under ``torch.distributed``:
     sums and counts are all-reduced and the samples a ``DistributedSampler`` repeats to pad
-    its shards are left out. ``modules``: default all four of the model's family.
+    its shards are left out. ``modules``: default all four of the model's family. ``chunk``: at
+    most this many images per forward pass (:func:`classsel.models.check_chunk`: on the CPU, by
+    default, pieces of :data:`classsel.models.CPU_CHUNK`, about a fifth faster than batches of
+    500 and the same numbers; the sums add the images in the loader's order either way).
     """
     device = device_of(model, device)
+    chunk = check_chunk(chunk, device)
     blocks = describe(model).blocks(model, modules)
     by_name = {b.name: b for b in blocks}
     sums = {b.name: torch.zeros(num_classes, b.channels, dtype=torch.float64, device=device) for b in blocks}
@@ -173,29 +178,31 @@ def measure(
             check_labels(labels, num_classes)
             mask = _padding_mask(loader, seen, len(labels))
             seen += len(labels)
-            keep = mask.to(device) if mask is not None and not mask.all() else None
+            batch_keep = mask.to(device) if mask is not None and not mask.all() else None
             if not torch.isfinite(images).all():
                 raise FloatingPointError(
                     f"batch {batches} of the loader holds {int((~torch.isfinite(images)).sum())} values that "
                     "are NaN or infinite in its images: no SI from it (check the data and its normalisation)")
             batches += 1
-            labels_dev = labels.to(device, non_blocking=True)
-            if keep is not None:
-                labels_dev = labels_dev[keep]
-            counts.index_add_(0, labels_dev, torch.ones_like(labels_dev, dtype=torch.float64))
-            logits = model(images.to(device, non_blocking=True))
-            if logits.shape[1] != num_classes:
-                raise ValueError(
-                    f"num_classes={num_classes} but the model outputs {logits.shape[1]} classes; "
-                    f"pass the model's number of classes"
-                )
-            if keep is not None:
-                logits = logits[keep]
-            top = logits.topk(min(5, num_classes), dim=1).indices
-            hits = top == labels_dev[:, None]
-            correct[0] += hits[:, 0].sum()
-            correct[1] += hits.any(dim=1).sum()
-            pred_counts.index_add_(0, top[:, 0], torch.ones_like(labels_dev, dtype=torch.float64))
+            for piece in pieces(len(labels), chunk):
+                keep = None if batch_keep is None else batch_keep[piece]
+                labels_dev = labels[piece].to(device, non_blocking=True)
+                if keep is not None:
+                    labels_dev = labels_dev[keep]
+                counts.index_add_(0, labels_dev, torch.ones_like(labels_dev, dtype=torch.float64))
+                logits = model(images[piece].to(device, non_blocking=True))
+                if logits.shape[1] != num_classes:
+                    raise ValueError(
+                        f"num_classes={num_classes} but the model outputs {logits.shape[1]} classes; "
+                        f"pass the model's number of classes"
+                    )
+                if keep is not None:
+                    logits = logits[keep]
+                top = logits.topk(min(5, num_classes), dim=1).indices
+                hits = top == labels_dev[:, None]
+                correct[0] += hits[:, 0].sum()
+                correct[1] += hits.any(dim=1).sum()
+                pred_counts.index_add_(0, top[:, 0], torch.ones_like(labels_dev, dtype=torch.float64))
 
     _all_reduce(correct, pred_counts, counts, *sums.values())
     bad = [name for name, s in sums.items() if not torch.isfinite(s).all()]

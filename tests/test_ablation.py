@@ -233,15 +233,6 @@ def assert_same_curves(fast, naive):
     pd.testing.assert_frame_equal(fast, naive, check_exact=True)
 
 
-@pytest.mark.parametrize("n,chunk,sizes", [(20, 7, [7, 7, 6]), (20, 19, [20]), (21, 10, [10, 11]),
-                                           (1, 2, [1]), (5, None, [5]), (4, 2, [2, 2])])
-def test_a_batch_is_cut_into_pieces_of_two_or_more(n, chunk, sizes):
-    x, y = torch.arange(n * 2.0).view(n, 2), torch.arange(n)
-    pieces = list(ablation._pieces(x, y, chunk))
-    assert [len(b) for _, b in pieces] == sizes
-    assert torch.equal(torch.cat([b for _, b in pieces]), y) and torch.equal(torch.cat([a for a, _ in pieces]), x)
-
-
 def assert_curve_ends(curve, loader):
     """The ends of a curve of a :func:`constructed` model, known without running it.
 

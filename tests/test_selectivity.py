@@ -108,6 +108,21 @@ def test_measure_on_real_resnet50(resnet50_setup):
     assert result.acc5 == pytest.approx((top5 == labels[:, None]).any(1).float().mean().item())
 
 
+@pytest.mark.parametrize("chunk", [2, 3, 7])
+def test_measure_in_pieces_of_a_batch_equals_whole_batches(resnet50_setup, chunk):
+    """The CPU's default cuts each batch into pieces of at most ``chunk`` images (none of one): the
+    same class means, counts and accuracy as whole batches and as one image at a time."""
+    model, images, labels = resnet50_setup
+    loader = DataLoader(TensorDataset(images, labels), batch_size=7)  # batches of 7, 7, 1
+    whole, cut = measure(model, loader, 5, chunk=7), measure(model, loader, 5, chunk=chunk)
+    ref = per_sample_reference(model, images, labels, 5)
+    for name, means in ref.items():
+        torch.testing.assert_close(cut.class_means[name], whole.class_means[name], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(cut.class_means[name].numpy(), means, rtol=1e-9, atol=1e-12)
+    assert torch.equal(cut.prediction_counts, whole.prediction_counts)
+    assert (cut.correct1, cut.correct5, cut.samples) == (whole.correct1, whole.correct5, whole.samples) != (0, 0, 0)
+
+
 def test_measure_rejects_labels_out_of_range():
     model = build("resnet50_narrow", 3, width=4, in_channels=1)
     loader = DataLoader(TensorDataset(torch.randn(8, 1, 16, 16), torch.tensor([0, 1, 2, 3, 0, 1, 2, 0])), batch_size=4)
