@@ -17,7 +17,6 @@ from classsel.ablation import (
     plan,
     unit_order,
 )
-from classsel import ablation
 from classsel.ablation_reference import ablation_curve_naive
 from classsel.models import MODULES, bottlenecks, build, describe
 
