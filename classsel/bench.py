@@ -6,8 +6,9 @@ median time of each and their ratio, so all sides see the same machine state.
 
 Sections ``measure``, ``regularizer``, ``cka``, ``ablation`` (issue 2, CPU-scale models):
 SI measurement <= 1.03x plain inference (and, on the CPU, faster in pieces of
-:data:`classsel.models.CPU_CHUNK` images than in the mnist preset's batches of 500), a regularised step <= 1.10x a plain step,
-all-pairs CKA <= 1.25x plain inference, fast ablation curves >= 2x the naive re-run.
+:data:`classsel.models.CPU_CHUNK` images than in the mnist preset's batches of 500), a regularised
+step <= 1.10x a plain step, all-pairs CKA <= 1.25x plain inference, fast ablation curves >= 2x the
+naive re-run.
 Section ``memory``: the ``mnist`` preset's training step and ablation curves in NCHW against
 channels_last, the memory format the preset uses.
 
