@@ -8,7 +8,7 @@ from torchvision.models import vgg as torchvision_vgg
 from torchvision.models import vision_transformer as torchvision_vit
 from torchvision.models.resnet import Bottleneck
 
-from classsel.models import ARCHS, bottlenecks, build, describe, evaluating
+from classsel.models import ARCHS, CPU_CHUNK, bottlenecks, build, check_chunk, describe, evaluating, pieces
 
 
 @pytest.mark.parametrize(
@@ -190,8 +190,6 @@ def test_evaluating_restores_each_module_mode():
 @pytest.mark.parametrize("n,chunk,sizes", [(20, 7, [7, 7, 6]), (20, 19, [20]), (21, 10, [10, 11]),
                                            (1, 2, [1]), (5, None, [5]), (4, 2, [2, 2]), (3, 2, [3])])
 def test_a_batch_is_cut_into_pieces_of_two_or_more(n, chunk, sizes):
-    from classsel.models import pieces
-
     y = torch.arange(n)
     cut = [y[p] for p in pieces(n, chunk)]
     assert [len(b) for b in cut] == sizes
@@ -200,10 +198,6 @@ def test_a_batch_is_cut_into_pieces_of_two_or_more(n, chunk, sizes):
 
 @pytest.mark.parametrize("chunk", [1, 0, True, 2.0, "200"])
 def test_a_piece_size_is_an_integer_of_two_or_more(chunk):
-    from classsel.models import check_chunk
-
     with pytest.raises(ValueError, match=f"chunk must be an integer >= 2 or None, got {chunk!r}"):
         check_chunk(chunk, torch.device("cpu"))
-    from classsel.models import CPU_CHUNK
-
     assert check_chunk(None, torch.device("cpu")) == CPU_CHUNK and check_chunk(None, torch.device("meta")) is None
