@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from . import ablation, ablation_reference, cka, parallel, runs
 from .config import MODULES, REGULARIZED, resolve
-from .models import CPU_CHUNK, build
+from .models import CPU_CHUNK, build, check_chunk, pieces
 from .regularizer import SelectivityRegularizer
 from .selectivity import measure
 
@@ -100,16 +100,20 @@ def setups(device, quick: bool):
 
 
 @torch.no_grad()
-def plain_inference(model, loader, device):
+def plain_inference(model, loader, device, chunk: int | None = None):
+    """Forward passes over ``loader``: its batches whole, or in pieces of at most ``chunk`` images."""
     for x, _ in loader:
-        model(x.to(device))
+        for piece in pieces(len(x), chunk):
+            model(x[piece].to(device))
 
 
 def bench_measure(device, quick, repeats):
     out = []
     for label, model, loader, classes in setups(device, quick):
+        # the plain passes cut as measure cuts them by default, so the ratio is measurement's own cost
+        chunk = check_chunk(None, device)
         ta, tb = side_by_side(lambda: measure(model, loader, classes, device),
-                              lambda: plain_inference(model, loader, device), device, repeats)
+                              lambda: plain_inference(model, loader, device, chunk), device, repeats)
         out.append(report(f"SI measure vs inference [{label}]", ta, tb, "measure", "plain", "<= 1.03x"))
     if device.type == "cpu":  # the mnist preset's evaluation batches of 500, cut into pieces (the default) or whole
         label, model, loader, classes = setups(device, quick)[0]
