@@ -68,12 +68,13 @@ pack: setup
 	mkdir -p $(dir $(PACK))
 	$(PY) -m classsel pack export $(PACK)
 
-# Headless Chromium for the book's reader test (Debian packages; needs root and apt).
-# Without it that test is skipped, saying why.
+# Headless Chromium for the book's reader and PDF tests, and pdftotext (poppler-utils) for the PDF's
+# word positions (Debian packages; needs root and apt). Without them those tests are skipped, saying why.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-		|| echo "chromium is not installed: the book's browser test will be skipped"
+	@{ command -v chromium && command -v pdftotext; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+		&& command -v apt-get >/dev/null 2>&1 && apt-get update -qq \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils >/dev/null; } \
+		|| echo "chromium or pdftotext is not installed: the book's browser and PDF tests that need them will be skipped"
 
 bench: setup
 	$(PY) -m classsel.bench
