@@ -174,7 +174,8 @@ def test_links_stay_inside_the_pdf_or_go_to_the_web(reader):
         [u for u in external if not u.startswith(("http", "mailto:"))][:5]
 
 
-@pytest.mark.skipif(PDFTOTEXT is None, reason="needs pdftotext (Debian's poppler-utils, make browser installs it) for the words' positions")
+@pytest.mark.skipif(PDFTOTEXT is None,
+                    reason="needs pdftotext (Debian's poppler-utils, make browser installs it) for the words' positions")
 def test_every_word_lies_inside_the_printed_area(built, reader):
     """Nothing scrolls on paper (book/_static/classsel.css): a table or code line too wide for the page
     would run into the right margin, where this finds it, instead of being cut unseen."""
