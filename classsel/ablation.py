@@ -39,10 +39,11 @@ ORDERS, auc = ablation_curves.ORDERS, ablation_curves.auc
 
 #: Default grid: this many evenly spaced counts from 0 to all units of a block.
 DEFAULT_LEVELS = 11
-#: Stacked levels on the CPU: at most this many elements in one block output. Measured
-#: on a narrow ResNet-50: stacking up to a few million elements saves up to ~20% per
-#: level; beyond that the tensors leave the cache and each level costs more.
-STACK_ELEMENTS = 2**22
+#: Stacked levels on the CPU: at most this many elements in one block output. On the mnist
+#: preset's networks (one thread, pieces of 200 images) this stacks nothing: stacking to 2**22
+#: elements made the build's ablation of a ResNet 1.12x and of a ViT 1.5-1.75x slower, on AVX-512
+#: and AVX2 code paths alike (``python -m classsel.bench --only ablation``); tinier outputs still stack.
+STACK_ELEMENTS = 2**18
 
 COLUMNS = ["module", "number", "order", "draw", "k", "units", "fraction", "correct", "samples", "accuracy", "normalized"]
 

@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from . import ablation, ablation_reference, cka, parallel, runs
 from .config import MODULES, REGULARIZED, resolve
-from .models import CPU_CHUNK, build, check_chunk, pieces
+from .models import CPU_CHUNK, build, check_chunk, describe, pieces
 from .regularizer import SelectivityRegularizer
 from .selectivity import measure
 
@@ -204,6 +204,41 @@ def bench_ablation(device, quick, repeats):
                               device, max(1, repeats // 3))
         out.append(report(f"ablation curves in pieces of {CPU_CHUNK} vs batches of 500 [{label}]", tb, ta,
                           "batches", "pieces", "> 1x"))
+        out += bench_stacking(device, quick, repeats)
+    return out
+
+
+def bench_stacking(device, quick, repeats, stacked: int = 2**22):
+    """The build's ablation (6 levels, 2 random draws) of the mnist preset's ResNet and ViT, with levels
+    stacked into batches of up to ``stacked`` elements per block output against the default
+    (:data:`classsel.ablation.STACK_ELEMENTS`)."""
+    from .architectures import layout
+
+    g = torch.Generator().manual_seed(0)
+    n = 250 if quick else 1000
+    loader = DataLoader(TensorDataset(torch.randn(n, 1, 28, 28, generator=g), torch.arange(n) % 10), batch_size=500)
+    out = []
+    for arch, options in (("resnet50_narrow", {}), ("vit_tiny", {"image_size": 28})):
+        torch.manual_seed(0)
+        model = build(arch, 10, in_channels=1, **options).to(device).eval()
+        if arch.startswith("resnet"):
+            model = model.to(memory_format=torch.channels_last)
+        modules = list(layout(arch).modules)
+        blocks = {m: describe(model).blocks(model, m) for m in modules}
+        si = {b.name: torch.rand(b.channels, generator=g) for m in modules for b in blocks[m]}
+        ks = {m: ablation.default_ks(blocks[m][0].channels, 6) for m in modules}
+        default = ablation.STACK_ELEMENTS
+
+        def curves(elements):
+            ablation.STACK_ELEMENTS = elements
+            try:
+                return ablation.ablation_curve(model, loader, modules, si, ks=ks, draws=2, seed=0, device=device)
+            finally:
+                ablation.STACK_ELEMENTS = default
+
+        ta, tb = side_by_side(lambda: curves(stacked), lambda: curves(default), device, max(1, repeats // 3))
+        out.append(report(f"ablation, levels stacked to 2**{stacked.bit_length() - 1} vs 2**{default.bit_length() - 1} "
+                          f"elements [{arch}]", ta, tb, "stacked", "default", ">= 1x"))
     return out
 
 
