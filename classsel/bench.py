@@ -211,7 +211,17 @@ def bench_ablation(device, quick, repeats):
 def bench_stacking(device, quick, repeats, stacked: int = 2**22):
     """The build's ablation (6 levels, 2 random draws) of the mnist preset's ResNet and ViT, with levels
     stacked into batches of up to ``stacked`` elements per block output against the default
-    (:data:`classsel.ablation.STACK_ELEMENTS`)."""
+    (:data:`classsel.ablation.STACK_ELEMENTS`), on the threads a build's worker has (its share of the
+    cores with one worker per core: one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(parallel.threads_per_job(parallel.cores()) if device.type == "cpu" else threads)
+    try:
+        return _stacking(device, quick, repeats, stacked)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _stacking(device, quick, repeats, stacked):
     from .architectures import layout
 
     g = torch.Generator().manual_seed(0)

@@ -25,9 +25,9 @@ from .config import Config, identity, train_size
 SCHEDULE = ("alpha", "reg_start", "reg_stop", "reg_modules", "class_stat")
 #: Rough cost of analysing one checkpoint, in training steps of the same run (for the progress bar's
 #: estimate of the time left). Measured in a cold default build (two processes, AVX2 code paths): the
-#: median time between an analysis's tables over the median training step of its run. ResNet:
-#: ablation 15.9 s = 122 steps, CKA 1.03 s = 8 steps; VGG 105 and 9; ViT 211 and 6.
-ANALYSIS_COST = {"ablation": 120, "cka": 8}
+#: median time between an analysis's tables over the median training step of its architecture.
+#: ResNet: ablation 20.5 s = 112 steps of 0.183 s, CKA 1.3 s = 7 steps; VGG 88 and 8; ViT 135 and 5.
+ANALYSIS_COST = {"ablation": 110, "cka": 7}
 
 
 def shared_epochs(a: Config, b: Config) -> int:
