@@ -24,8 +24,9 @@ from .config import Config, identity, train_size
 #: The fields in which two runs may differ and still train alike for their first epochs.
 SCHEDULE = ("alpha", "reg_start", "reg_stop", "reg_modules", "class_stat")
 #: Rough cost of analysing one checkpoint, in training steps of the same run (for the progress bar's
-#: estimate of the time left). Measured in a cold default build (two processes, AVX2 code paths): the
-#: median time between an analysis's tables over the median training step of its architecture.
+#: estimate of the time left). Measured in the cold default build of ``python -m classsel.bench --only
+#: book`` (AVX2 code paths; the analyses two at a time after the training): the median time between an
+#: analysis's tables over the median training step of its architecture.
 #: ResNet: ablation 20.5 s = 112 steps of 0.183 s, CKA 1.3 s = 7 steps; VGG 88 and 8; ViT 135 and 5.
 ANALYSIS_COST = {"ablation": 110, "cka": 7}
 
