@@ -271,8 +271,8 @@ def _in_pool(todo: list, jobs: int, log, bar: _Bar) -> None:
             tasks = ctx.SimpleQueue()
             process = ctx.Process(target=_work, args=(slot, threads, tasks, news, dict(os.environ)),
                                   name=f"classsel worker {slot}")
+            process.start()  # a process that failed to start is not stopped below: its error is the one raised
             workers[slot] = _Worker(process, tasks)
-            process.start()
         if devices:  # a GPU for each process
             from .runs import Run
 

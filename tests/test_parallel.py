@@ -203,3 +203,34 @@ def test_a_killed_worker_fails_only_its_run_and_the_others_finish(tmp_path, monk
     assert (failure.run.seed, failure.error) == (0, "its process was killed by SIGKILL")
     others = [runs.Run(resolve("smoke", epochs=2, per_class=60, seed=s, **QUIET), s) for s in (1, 2)]
     assert not victim.done and all(r.done for r in others)
+
+
+def test_a_worker_that_cannot_start_raises_its_own_error(tmp_path, monkeypatch):
+    # e.g. a script without `if __name__ == "__main__":` under forkserver: the error multiprocessing
+    # raises reaches the caller, not an AttributeError from stopping a process that never started
+    use_store(monkeypatch, tmp_path)
+    cfg = resolve("smoke")
+
+    class Refused(RuntimeError):
+        pass
+
+    class Unstartable:
+        def __init__(self, ctx):
+            self.ctx = ctx
+
+        def __getattr__(self, name):
+            return getattr(self.ctx, name)
+
+        def Process(self, *args, **kwargs):
+            process = self.ctx.Process(*args, **kwargs)
+
+            def start():
+                raise Refused("this process cannot start")
+
+            process.start = start
+            return process
+
+    real = parallel._context
+    monkeypatch.setattr(parallel, "_context", lambda: Unstartable(real()))
+    with pytest.raises(Refused, match="cannot start"):
+        runs.ensure(cfg, [0, 1], log=lambda *a: None, jobs=2)
