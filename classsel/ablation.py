@@ -40,9 +40,10 @@ ORDERS, auc = ablation_curves.ORDERS, ablation_curves.auc
 #: Default grid: this many evenly spaced counts from 0 to all units of a block.
 DEFAULT_LEVELS = 11
 #: Stacked levels on the CPU: at most this many elements in one block output. On the mnist
-#: preset's networks (one thread, pieces of 200 images) this stacks nothing: stacking to 2**22
-#: elements made the build's ablation of a ResNet 1.12x and of a ViT 1.5-1.75x slower, on AVX-512
-#: and AVX2 code paths alike (``python -m classsel.bench --only ablation``); tinier outputs still stack.
+#: preset's networks (one thread, pieces of 200 images) this stacks nothing: one call stacked to
+#: 2**22 elements was 1.12x slower for a ResNet and 1.5-1.75x for a ViT, on AVX-512 and AVX2 code
+#: paths alike (``python -m classsel.bench --only ablation``), though a whole build's analyses took
+#: the same time either way (634 s, AVX2, two workers); tinier outputs still stack.
 STACK_ELEMENTS = 2**18
 
 COLUMNS = ["module", "number", "order", "draw", "k", "units", "fraction", "correct", "samples", "accuracy", "normalized"]
