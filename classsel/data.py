@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, TensorDataset
 
 from .config import BAD_IMAGES
 
@@ -389,6 +389,29 @@ def load(name: str, split: str, root: str | os.PathLike | None = None, **kw) -> 
     return imagefolder(root, split, **kw) if name == "imagefolder" else cifar10(root, split, **kw)
 
 
+def per_class(dataset: Dataset, count: int | None) -> Dataset:
+    """The first ``count`` images of each class of ``dataset``, in its order (``None``: all of it).
+
+    Every class keeps the same number of images, so a measurement on the subset weighs the classes
+    as the whole (class-balanced) validation set does. Reads the labels from ``dataset.targets``
+    (:class:`LabelledImages`, torchvision's ImageFolder and CIFAR-10) without loading an image."""
+    if count is None:
+        return dataset
+    labels = torch.as_tensor(getattr(dataset, "targets", []))
+    if labels.dim() != 1 or labels.numel() != len(dataset):
+        raise ValueError(f"per_class needs a dataset with one label per image in .targets; "
+                         f"{type(dataset).__name__} has none")
+    counts = torch.bincount(labels)
+    fewest = int(counts[counts > 0].min())
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= fewest:
+        raise ValueError(f"per_class={count!r} is not available: expected an integer 1..{fewest} "
+                         f"(the images of the smallest class) or None for all")
+    keep = torch.cat([torch.nonzero(labels == c).flatten()[:count] for c in range(len(counts))])
+    subset = Subset(dataset, keep.sort().values.tolist())
+    subset.num_classes = getattr(dataset, "num_classes", len(counts))
+    return subset
+
+
 def for_config(cfg, split: str) -> Dataset:
     """The ``split`` of a run configuration's (:class:`classsel.config.Config`) data."""
     kw = {"image_size": cfg.image_size} if cfg.dataset == "imagefolder" else {}
@@ -455,7 +478,8 @@ def loader(
     # not consume (or depend on) the global RNG that a resumed run restores.
     generator = torch.Generator().manual_seed(seed)
     # (no ImageFiles class yet: no dataset of image files either)
-    files = _image_files.cache_info().currsize > 0 and isinstance(dataset, _image_files())
+    files = _image_files.cache_info().currsize > 0 and isinstance(
+        dataset.dataset if isinstance(dataset, Subset) else dataset, _image_files())
     result = DataLoader(
         dataset,
         batch_size=batch_size,

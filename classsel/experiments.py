@@ -48,11 +48,12 @@ def provenance(all_runs: list[runs.Run]) -> str:
             f"run configurations {', '.join(sorted(cfgs))}")
 
 
-def val_loader(run: runs.Run, batch_size: int | None = None):
+def val_loader(run: runs.Run, batch_size: int | None = None, per_class: int | None = None):
+    """The run's validation images in order, or the first ``per_class`` of each class."""
     from . import data  # torch: only where a network is evaluated
 
     cfg = run.config
-    ds = data.for_config(cfg, "val")
+    ds = data.per_class(data.for_config(cfg, "val"), per_class)
     return data.loader(ds, batch_size or cfg.eval_batch_size, train=False, workers=cfg.workers), ds.num_classes
 
 
@@ -118,23 +119,26 @@ def over_training(all_runs, epochs, name, compute, desc: str, progress: bool = T
 
 
 def ablation_over_training(all_runs, epochs, modules=None, levels: int = 6, draws: int = 2,
-                           progress: bool = True) -> pd.DataFrame:
+                           per_class: int | None = None, progress: bool = True) -> pd.DataFrame:
     """Ablation curves of ``modules`` (None: every module of the run's architecture) at every chosen
-    checkpoint of every run (Fig. 3)."""
+    checkpoint of every run (Fig. 3), on the first ``per_class`` validation images of each class (None:
+    all); the units are ranked by the SI measured on all of them."""
     def compute(run, step):
         from . import ablation
 
         si = run.si(step)
         chosen = layout(run.config.arch).modules if modules is None else modules
         ks = {m: ablation.default_ks(len(si[f"{m}.0"]), levels) for m in chosen}
-        return ablation.ablation_curve(run.model(step), val_loader(run)[0], list(chosen), si, ks=ks, draws=draws,
-                                       seed=run.seed)
+        loader = val_loader(run, per_class=per_class)[0]
+        return ablation.ablation_curve(run.model(step), loader, list(chosen), si, ks=ks, draws=draws, seed=run.seed)
 
-    return over_training(all_runs, epochs, ablation_name(levels, draws), compute, "ablation", progress)
+    return over_training(all_runs, epochs, ablation_name(levels, draws, per_class), compute, "ablation", progress)
 
 
-def ablation_name(levels: int, draws: int):
-    return lambda step: f"ablation_step{step}_l{levels}_d{draws}"
+def ablation_name(levels: int, draws: int, per_class: int | None = None):
+    # all images: the name the tables had before per_class, so stores written then stay valid
+    tag = "" if per_class is None else f"_pc{per_class}"
+    return lambda step: f"ablation_step{step}_l{levels}_d{draws}{tag}"
 
 
 def cka_over_training(all_runs, epochs=None, layers=CKA_LAYERS, progress: bool = True) -> pd.DataFrame:
@@ -159,7 +163,7 @@ def cka_name(layers):
 #: Each analysis of :mod:`classsel.plan`: (its function over runs, its cache name from its options).
 ANALYSES = {
     "ablation": (lambda rs, epochs, o: ablation_over_training(rs, epochs, **o),
-                 lambda o: ablation_name(o.get("levels", 6), o.get("draws", 2))),
+                 lambda o: ablation_name(o.get("levels", 6), o.get("draws", 2), o.get("per_class"))),
     "cka": (lambda rs, epochs, o: cka_over_training(rs, epochs, **o),
             lambda o: cka_name(o.get("layers", CKA_LAYERS))),
 }

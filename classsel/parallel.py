@@ -176,13 +176,11 @@ def _blocked(task, failed: set) -> str | None:
 
 class _Report:
     """Reports a task's bars to the request's bar here (``bar``) or in the parent (``news``), in work
-    units (:data:`classsel.plan.ANALYSIS_COST` per analysed checkpoint), at most every REPORT_EVERY s."""
+    units (an analysis's ``point_cost`` per analysed checkpoint, a run's steps), at most every REPORT_EVERY s."""
 
     def __init__(self, task, bar: _Bar | None = None, news=None, slot: int = 0):
-        from .plan import ANALYSIS_COST
-
         self.key, self.bar, self.news, self.slot = task.key, bar, news, slot
-        self.scale = ANALYSIS_COST.get(task.kind, 1)
+        self.scale = task.point_cost() if hasattr(task, "point_cost") else 1
         self.count, self.sent = 0, time.monotonic()
 
     def total(self, units: int) -> None:

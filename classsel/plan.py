@@ -29,6 +29,9 @@ SCHEDULE = ("alpha", "reg_start", "reg_stop", "reg_modules", "class_stat")
 #: analysis's tables over the median training step of its architecture.
 #: ResNet: ablation 20.5 s = 112 steps of 0.183 s, CKA 1.3 s = 7 steps; VGG 88 and 8; ViT 135 and 5.
 ANALYSIS_COST = {"ablation": 110, "cka": 7}
+#: The images per class those ablations read (mnist's whole validation set); an ablation of fewer or more
+#: (its ``per_class`` option) costs in proportion.
+COST_PER_CLASS = 100
 
 
 def shared_epochs(a: Config, b: Config) -> int:
@@ -124,8 +127,14 @@ class Analysis:
         evals = self.run.config.epochs + 1 + len(self.run.config.eval_steps) if size else 1
         return evals if self.epochs is None else len(self.epochs)
 
+    def point_cost(self) -> int:
+        """The cost of one checkpoint, in training steps (:data:`ANALYSIS_COST`)."""
+        per_class = dict(self.options).get("per_class") if self.kind == "ablation" else None
+        cost = ANALYSIS_COST[self.kind]
+        return cost if per_class is None else max(1, round(cost * per_class / COST_PER_CLASS))
+
     def cost(self) -> int:
-        return ANALYSIS_COST[self.kind] * self.points()
+        return self.point_cost() * self.points()
 
     def __call__(self, log=print) -> None:
         from . import experiments

@@ -156,6 +156,36 @@ def test_imagefolder_train_val_class_mismatch(tmp_path, imagefolder_tree):
         data.imagefolder(root, "train")
 
 
+def test_per_class_keeps_the_first_images_of_each_class_in_order():
+    labels = torch.tensor([2, 0, 0, 1, 2, 0, 1, 1, 2, 2])
+    ds = data.LabelledImages(torch.arange(10.0).reshape(10, 1, 1, 1), labels, classes=("a", "b", "c"))
+    two = data.per_class(ds, 2)
+    # by hand: class 0 at 1, 2; class 1 at 3, 6; class 2 at 0, 4; kept in the dataset's order
+    assert [int(two[i][0].item()) for i in range(len(two))] == [0, 1, 2, 3, 4, 6]
+    assert two.num_classes == 3 and data.per_class(ds, None) is ds and len(data.per_class(ds, 3)) == 9
+
+
+@pytest.mark.parametrize("count", [0, 4, -1, 2.0, True, "3"])
+def test_per_class_names_a_count_the_classes_do_not_have(count):
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    ds = data.LabelledImages(torch.zeros(7, 1, 1, 1), labels, classes=("a", "b"))
+    with pytest.raises(ValueError, match=rf"per_class={count!r} is not available: expected an integer 1\.\.3 "):
+        data.per_class(ds, count)
+    with pytest.raises(ValueError, match="one label per image in .targets; TensorDataset has none"):
+        data.per_class(TensorDataset(torch.zeros(3, 1)), 1)
+
+
+def test_per_class_of_an_image_tree_still_names_an_unreadable_image(tmp_path, imagefolder_tree):
+    root = imagefolder_tree(tmp_path / "tree", classes=["a", "b"], per_class=3)
+    val = data.imagefolder(root, "val", image_size=32)
+    bad = root / "val" / "b" / "b_0.png"
+    bad.write_bytes(bad.read_bytes()[:200])
+    one = data.per_class(val, 1)
+    assert [val.samples[i][0] for i in one.indices] == [str(root / "val" / "a" / "a_0.png"), str(bad)]
+    with pytest.raises(data.UnreadableImage, match=str(bad)):
+        list(data.loader(one, 2, train=False))
+
+
 # --------------------------------------------------------------------------- CIFAR-10 and load
 
 

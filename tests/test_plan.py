@@ -171,3 +171,48 @@ def test_reproduce_trains_the_seeds_it_is_given(seeds, expected, tmp_path, monke
     assert all(f"/seed{s} " in listed or f"/seed{s}  " in listed for s in expected)
     assert main(["reproduce", "--preset", "smoke", "--seeds", "-1", "--dry-run"]) == 2
     assert "--seeds=-1 is not valid" in capsys.readouterr().err
+
+
+def test_an_ablation_on_some_images_per_class_reads_exactly_those(tmp_path, monkeypatch):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from classsel import data, experiments
+    from classsel.ablation import default_ks
+    from classsel.ablation_reference import ablation_curve_naive
+    from classsel.config import layout
+
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path))
+    plan = P.Plan([P.Training(run())])
+    plan.analyse("ablation", run(), epochs=[3], levels=3, draws=1, per_class=4)
+    P.fulfil(plan, jobs=1, log=lambda *a: None, progress=False)
+    assert plan.pending() == []
+    derived = sorted(p.name for p in RunFiles(run().path).derived_dir.glob("ablation_*.csv"))
+    assert derived == ["ablation_step30_l3_d1_pc4.csv"]
+    table = experiments.ablation_over_training([run()], [3], levels=3, draws=1, per_class=4, progress=False)
+    # the reference: the first 4 validation images of each class, picked by hand
+    val = data.for_config(run().config, "val")
+    seen, keep = {}, []
+    for i in range(len(val)):
+        label = int(val[i][1])
+        if seen.get(label, 0) < 4:
+            seen[label] = seen.get(label, 0) + 1
+            keep.append(i)
+    assert sorted(seen.values()) == [4] * val.num_classes
+    x = torch.stack([val[i][0] for i in keep])
+    y = torch.tensor([int(val[i][1]) for i in keep])
+    model, si = run().model(30), run().si(30)
+    modules = list(layout(run().config.arch).modules)
+    ks = {m: default_ks(len(si[f"{m}.0"]), 3) for m in modules}
+    naive = ablation_curve_naive(model, DataLoader(TensorDataset(x, y), batch_size=7), modules, si, ks=ks,
+                                 draws=1, seed=0)
+    got = table.drop(columns=["seed", "step", "epoch", "config"])
+    assert (got.samples == len(keep)).all()
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), naive.reset_index(drop=True), check_exact=True)
+
+
+def test_an_ablations_cost_is_in_proportion_to_its_images():
+    whole = P.Analysis("ablation", run(), (1.0, 2.0), (("levels", 6),))
+    half = P.Analysis("ablation", run(), (1.0, 2.0), (("levels", 6), ("per_class", P.COST_PER_CLASS // 2)))
+    assert whole.point_cost() == P.ANALYSIS_COST["ablation"] and whole.cost() == 2 * P.ANALYSIS_COST["ablation"]
+    assert half.point_cost() == round(P.ANALYSIS_COST["ablation"] / 2)
+    assert P.Analysis("cka", run(), (1.0,), (("per_class", 1),)).point_cost() == P.ANALYSIS_COST["cka"]
