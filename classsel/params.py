@@ -69,6 +69,15 @@ def integer(name: str, value, low: int = 0, high: int | None = None, allow_none:
     return None if value is None else int(value)
 
 
+def per_class(name: str, value) -> int | None:
+    """A count of images per class (an int >= 1), or "all" (returned as None: every image)."""
+    if value == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise bad(name, value, '"all" or a count of images per class, an integer 1 or more')
+    return int(value)
+
+
 def as_list(name: str, values, accepted: str) -> list:
     """``values`` (or its papermill text) as a non-empty list, else an error naming ``name``."""
     values = parse_text(values)

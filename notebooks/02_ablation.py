@@ -49,6 +49,10 @@ out_dir = None  # None: runs/results/02_ablation
 ablation_epochs = None
 levels = 6  # counts k per curve, evenly spaced from 0 to all units of a block
 draws = 2  # random-order draws per curve (the control)
+# validation images per class whose accuracy the ablation measures (the units are ranked
+# by the SI of all of them); "all": every one; None: the preset's (smoke: "all", mnist:
+# 50, cifar10: "all", imagenet: "all")
+ablation_per_class = None
 
 # %% tags=["remove-cell"]
 from classsel import book, figures, sections

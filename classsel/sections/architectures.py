@@ -11,6 +11,7 @@ from .. import claims, experiments
 from .. import params as P
 from ..architectures import ARCHS, layout
 from ..claims import BASELINE
+from . import ablation
 from .base import UNANALYSED, Section, against, metrics_of
 from .declaration import Declaration, Param
 
@@ -23,6 +24,7 @@ PARAMS = (
     Param("alpha", -20.0, "strength of the regulariser against selectivity, in each family's modules 4-6"),
     Param("reg_start", None, "the later start of the regulariser; None: the preset's ({presets})"),
     Param("ablation_epochs", None, "checkpoints ablated, besides the last; None: the preset's ({presets})"),
+    ablation.PER_CLASS,
     Param("cka_epochs", None, "checkpoints compared by CKA, besides the last (a transformer's head starts at zero, "
                               "so not epoch 0); None: the preset's ({presets})"),
 )
@@ -34,6 +36,8 @@ PRESETS = {
     "imagenet": dict(seeds=5, epochs=20, reg_start=5, ablation_epochs=[1, 2, 3, 5, 10], cka_epochs=[1, 2, 3, 5, 10]),
     "default": dict(seeds=3, reg_start=2, ablation_epochs=[0.5, 1], cka_epochs=[0.5, 1, 2]),
 }
+for _preset, _table in PRESETS.items():  # chapter 02's images per class
+    _table["ablation_per_class"] = ablation.PER_CLASS_PRESETS[_preset]
 
 
 def check(p, ns, d) -> None:
@@ -48,6 +52,7 @@ def check(p, ns, d) -> None:
     for name in ("ablation_epochs", "cka_epochs"):
         chosen = [e for e in d(name) if e < p.epochs] if ns[name] is None else P.epochs_list(name, ns[name], p.epochs)
         setattr(p, name, sorted({*chosen, p.epochs}))
+    ablation.check_per_class(p, ns, d)
     for arch in p.archs:  # every configuration checked before anything is trained
         p.setting.config(arch=arch)
 
@@ -67,8 +72,13 @@ def conditions(p) -> dict[str, dict]:
     return found
 
 
+def ablation_options(p) -> dict:
+    """Chapter 02's ablation grid (6 counts per curve, 2 random draws) on the chosen images."""
+    return dict(levels=6, draws=2, per_class=p.ablation_per_class)
+
+
 def analyses(p):
-    return {condition(arch, BASELINE): [("ablation", p.ablation_epochs, dict(levels=6, draws=2)),
+    return {condition(arch, BASELINE): [("ablation", p.ablation_epochs, ablation_options(p)),
                                         ("cka", p.cka_epochs, dict(layers=layout(arch).cka_layers))]
             for arch in p.archs}
 
@@ -82,7 +92,7 @@ def compute(p, groups) -> Section:
         base = groups[condition(arch, BASELINE)]
         mine = metrics[metrics.condition.str.startswith(f"{name}: ")].dropna(axis=1, how="all")
         mine = mine.assign(condition=mine.condition.str.removeprefix(f"{name}: "))
-        curves = experiments.ablation_over_training(base, p.ablation_epochs)
+        curves = experiments.ablation_over_training(base, p.ablation_epochs, **ablation_options(p))
         cka = experiments.cka_over_training(base, p.cka_epochs, lay.cka_layers)
         chance = 1 / base[0].classes()
         tag = f"fig-07-{'ab'[i]}" if i < 2 else f"fig-07-{arch}"
