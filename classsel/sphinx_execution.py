@@ -66,8 +66,33 @@ def key_by_inputs(app, config) -> None:
     config.nb_execution_cache_path = str(Path(base) / digest)
 
 
+def read_in_parallel(app) -> None:
+    """Read (and so execute) the notebooks in :data:`READERS` processes at once, where the build was
+    not given its own number (``sphinx-build -j``): Jupyter Book's ``build`` command reads one at a time."""
+    import os
+
+    if app.parallel <= 1:
+        app.parallel = int(os.environ.get("CLASSSEL_BOOK_JOBS", "0")) or os.cpu_count() or 1
+
+
+#: Extensions of Jupyter Book that do not say whether pages can be read in parallel, which makes Sphinx
+#: warn and read one page at a time, though they can: sphinx_multitoc_numbering only replaces how the
+#: main process numbers the sections once every page is read; sphinx_jupyterbook_latex's transforms
+#: change only the page being read.
+READ_SAFE = ("sphinx_multitoc_numbering", "sphinx_jupyterbook_latex")
+
+
+def declare_read_safe(app, config) -> None:
+    for name in READ_SAFE:
+        extension = app.extensions.get(name)
+        if extension is not None and extension.parallel_read_safe is None:
+            extension.parallel_read_safe = True
+
+
 def setup(app):
     install()
+    read_in_parallel(app)
     app.add_config_value("classsel_inputs", "", "env")
     app.connect("config-inited", key_by_inputs, priority=100)
+    app.connect("config-inited", declare_read_safe)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

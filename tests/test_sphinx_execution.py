@@ -76,3 +76,34 @@ def test_installed_once_on_jupyter_clients_asyncio_channel_and_listed_in_the_boo
         AsyncZMQSocketChannel.get_msg = original
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert "classsel.sphinx_execution" in config["sphinx"]["extra_extensions"]
+
+
+class App:
+    def __init__(self, parallel, extensions=()):
+        self.parallel = parallel
+        self.extensions = {name: type("Extension", (), {"parallel_read_safe": None})() for name in extensions}
+
+
+@pytest.mark.parametrize("given,env,expected", [(1, "3", 3), (1, None, "cores"), (4, "3", 4)])
+def test_pages_are_read_in_parallel_unless_the_build_was_given_a_number(given, env, expected, monkeypatch):
+    import os
+
+    monkeypatch.delenv("CLASSSEL_BOOK_JOBS", raising=False)
+    if env is not None:
+        monkeypatch.setenv("CLASSSEL_BOOK_JOBS", env)
+    app = App(given)
+    sphinx_execution.read_in_parallel(app)
+    assert app.parallel == (os.cpu_count() if expected == "cores" else expected)
+
+
+def test_jupyter_books_silent_extensions_are_declared_safe_to_read_in_parallel():
+    app = App(2, [*sphinx_execution.READ_SAFE, "other"])
+    sphinx_execution.declare_read_safe(app, None)
+    assert [app.extensions[n].parallel_read_safe for n in [*sphinx_execution.READ_SAFE, "other"]] == [True, True, None]
+
+
+def test_the_smoke_book_read_its_pages_in_parallel_without_a_warning(smoke_book):
+    log = (smoke_book / "build.log").read_text()
+    # a parallel read reports chunks of pages ("reading sources... [ 50%] a .. b"); a serial one, each page
+    assert "doing serial read" not in log
+    assert any("reading sources" in line and " .. " in line for line in log.splitlines()), log[-3000:]
