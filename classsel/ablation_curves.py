@@ -23,3 +23,13 @@ def auc(curves: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
     if missing:
         raise ValueError(f"curves lack column(s) {missing}; pass ablation_curve's frame and existing `by` columns")
     return curves.groupby(keys, sort=False, dropna=False)["normalized"].sum().rename("auc").reset_index()
+
+
+def images_text(curves: pd.DataFrame) -> str:
+    """What a caption says of the images behind every point of ``curves``: "500 validation images"
+    (their ``samples``), or the range where the points differ."""
+    if "samples" not in curves.columns or curves.empty:
+        raise ValueError("curves lack a samples column; pass ablation_curve's frame")
+    counts = sorted({int(n) for n in curves.samples})
+    span = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,} to {counts[-1]:,}"
+    return f"{span} validation images"

@@ -56,9 +56,11 @@ ablation_per_class = None
 
 # %% tags=["remove-cell"]
 from classsel import book, figures, sections
+from classsel.ablation_curves import images_text
 
 p, r = sections.notebook("ablation", globals())
 curves = r.tables["ablation"]
+book.glue_text("images", images_text(curves))
 
 # %% [markdown]
 # ## Ablation over training (paper Fig. 3)
@@ -78,8 +80,9 @@ book.publish(figures.fig3(curves), p.out, "fig-02-auc")
 # :name: fig-02-auc
 #
 # Reproduces paper Fig. 3: the area under the ablation curves over training, selective
-# against random order, and the curves themselves, one line per checkpoint. Shades:
-# 95% CI of the mean over seeds. Runs: {glue:md}`prov`.
+# against random order, and the curves themselves, one line per checkpoint. Accuracy on
+# {glue:md}`images` at every point; shades: 95% CI of the mean over seeds. Runs:
+# {glue:md}`prov`.
 # ```
 
 # %% [markdown]
@@ -108,8 +111,8 @@ book.publish(figures.fig8(curves), p.out, "fig-02-final")
 # :name: fig-02-final
 #
 # Reproduces paper Fig. 8: ablation curves of the network at the last checkpoint, most
-# selective units first against random order, one panel per module; shades: 95% CI of
-# the mean over seeds. Runs: {glue:md}`prov`.
+# selective units first against random order, one panel per module, on
+# {glue:md}`images`; shades: 95% CI of the mean over seeds. Runs: {glue:md}`prov`.
 # ```
 
 

@@ -429,3 +429,12 @@ def test_mode_is_restored(narrow):
         model.eval()
     ablation_curve(model, loader, "layer4", si, ks=[0, 1], draws=1)
     assert not model.training
+
+
+def test_a_caption_names_the_images_behind_the_points():
+    from classsel.ablation_curves import images_text
+
+    assert images_text(pd.DataFrame({"samples": [500, 500, 500]})) == "500 validation images"
+    assert images_text(pd.DataFrame({"samples": [1000, 500]})) == "500 to 1,000 validation images"
+    with pytest.raises(ValueError, match="samples column"):
+        images_text(pd.DataFrame({"k": [0]}))
