@@ -56,7 +56,7 @@ reg_start = None
 ablation_epochs = None
 # validation images per class whose accuracy the ablation measures (the units are ranked
 # by the SI of all of them); "all": every one; None: the preset's (smoke: "all", mnist:
-# 50, cifar10: "all", imagenet: "all")
+# "all", cifar10: "all", imagenet: "all")
 ablation_per_class = None
 # checkpoints compared by CKA, besides the last (a transformer's head starts at zero, so
 # not epoch 0); None: the preset's (smoke: [0.2, 1], mnist: [0.26, 0.52, 1, 2], cifar10:

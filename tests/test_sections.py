@@ -58,11 +58,11 @@ def test_a_value_that_looks_like_none_is_not_taken_as_the_default(section, name,
         sections.check(section, ns)
 
 
-@pytest.mark.parametrize("section", ["ablation", "architectures"])
-def test_the_ablations_images_per_class_are_the_presets_all_or_a_count(section):
+@pytest.mark.parametrize("section,preset_default", [("ablation", 50), ("architectures", None)])
+def test_the_ablations_images_per_class_are_the_presets_all_or_a_count(section, preset_default):
     plan = lambda **values: sections.plan(section, sections.defaults(section, "mnist", **values))  # noqa: E731
     options = lambda p: {dict(a.options)["per_class"] for a in p if a.kind == "ablation"}  # noqa: E731
-    assert options(plan()) == {50} and options(plan(ablation_per_class="all")) == {None}
+    assert options(plan()) == {preset_default} and options(plan(ablation_per_class="all")) == {None}
     assert options(plan(ablation_per_class=7)) == {7}
     assert sections.defaults(section, "smoke").ablation_per_class is None
     for bad in (0, 2.5, "half", True):

@@ -12,7 +12,7 @@ from .emergence import SEEDS, baseline
 PER_CLASS = Param("ablation_per_class", None,
                   'validation images per class whose accuracy the ablation measures (the units are ranked by '
                   'the SI of all of them); "all": every one; None: the preset\'s ({presets})')
-#: mnist: 50 of the 100 validation images per class halve the cost of the analyses, the largest part of
+#: mnist: 50 of the 100 validation images per class halve the cost of the ablations, the largest part of
 #: the build after training; the 10 networks' differences between two such halves are a tenth of their
 #: spread across seeds or less, and every claim's verdict, and every tested row's, is the same on either
 #: half as on all 1,000 images (the note of issue 17, 2026-12-01).

@@ -34,10 +34,11 @@ PRESETS = {
     "smoke": dict(seeds=2, reg_start=2, ablation_epochs=[0.2], cka_epochs=[0.2, 1]),
     "mnist": dict(seeds=3, reg_start=2, ablation_epochs=[0.65, 1], cka_epochs=[0.26, 0.52, 1, 2]),
     "imagenet": dict(seeds=5, epochs=20, reg_start=5, ablation_epochs=[1, 2, 3, 5, 10], cka_epochs=[1, 2, 3, 5, 10]),
-    "default": dict(seeds=3, reg_start=2, ablation_epochs=[0.5, 1], cka_epochs=[0.5, 1, 2]),
+    # every validation image: with three networks per family, a family's ablation effects are too close to the
+    # noise of half the images (mnist, 50 per class: ViT module 6's change late minus early went from 0.022,
+    # 95% CI 0.013 to 0.033, to 0.003, -0.022 to 0.028; the note of issue 17, 2026-12-01)
+    "default": dict(seeds=3, reg_start=2, ablation_epochs=[0.5, 1], cka_epochs=[0.5, 1, 2], ablation_per_class="all"),
 }
-for _preset, _table in PRESETS.items():  # chapter 02's images per class
-    _table["ablation_per_class"] = ablation.PER_CLASS_PRESETS[_preset]
 
 
 def check(p, ns, d) -> None:
