@@ -1,5 +1,5 @@
-"""Sphinx extension: the book's notebooks are executed again when what they read changed, and
-their execution waits for kernel messages in short polls.
+"""Sphinx extension: the book's notebooks are executed again when what they read changed, several
+at once, and their execution waits for kernel messages in short polls.
 
 Jupyter Book's execution cache keys on a notebook's code cells only: a build with another preset,
 run store or library version would show the cached results of the previous one.
@@ -67,12 +67,17 @@ def key_by_inputs(app, config) -> None:
 
 
 def read_in_parallel(app) -> None:
-    """Read (and so execute) the notebooks in :data:`READERS` processes at once, where the build was
-    not given its own number (``sphinx-build -j``): Jupyter Book's ``build`` command reads one at a time."""
+    """Read (and so execute) the pages in ``$CLASSSEL_BOOK_JOBS`` processes at once, by default one per
+    core, where the build was not given its own number (``sphinx-build -j``): Jupyter Book's ``build``
+    command reads one page at a time."""
     import os
 
-    if app.parallel <= 1:
-        app.parallel = int(os.environ.get("CLASSSEL_BOOK_JOBS", "0")) or os.cpu_count() or 1
+    if app.parallel > 1:
+        return
+    text = os.environ.get("CLASSSEL_BOOK_JOBS", "").strip()
+    if text and not (text.isdigit() and int(text) >= 1):
+        raise ValueError(f"CLASSSEL_BOOK_JOBS={text!r} is not valid: expected a number of processes, 1 or more")
+    app.parallel = int(text) if text else os.cpu_count() or 1
 
 
 #: Extensions of Jupyter Book that do not say whether pages can be read in parallel, which makes Sphinx

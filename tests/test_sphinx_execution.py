@@ -96,6 +96,13 @@ def test_pages_are_read_in_parallel_unless_the_build_was_given_a_number(given, e
     assert app.parallel == (os.cpu_count() if expected == "cores" else expected)
 
 
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
+def test_a_bad_number_of_book_processes_is_named(value, monkeypatch):
+    monkeypatch.setenv("CLASSSEL_BOOK_JOBS", value)
+    with pytest.raises(ValueError, match=f"CLASSSEL_BOOK_JOBS='{value}' is not valid: expected a number of processes"):
+        sphinx_execution.read_in_parallel(App(1))
+
+
 def test_jupyter_books_silent_extensions_are_declared_safe_to_read_in_parallel():
     app = App(2, [*sphinx_execution.READ_SAFE, "other"])
     sphinx_execution.declare_read_safe(app, None)
