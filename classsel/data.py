@@ -122,7 +122,7 @@ def mnist5k(
                 f"expected 1..{int(counts.min())} or None for all"
             )
         # idx is grouped by class, each group in permuted order: keep each group's head
-        idx = torch.cat([idx[y[idx] == c][:per_class] for c in range(len(counts))])
+        idx = idx[_class_heads(y[idx], per_class)]
     idx = idx.sort().values
 
     train_pixels = x[splits["train"]].double() / 255
@@ -389,6 +389,11 @@ def load(name: str, split: str, root: str | os.PathLike | None = None, **kw) -> 
     return imagefolder(root, split, **kw) if name == "imagefolder" else cifar10(root, split, **kw)
 
 
+def _class_heads(labels: torch.Tensor, count: int) -> torch.Tensor:
+    """The positions of the first ``count`` labels of each class, class by class."""
+    return torch.cat([torch.nonzero(labels == c).flatten()[:count] for c in range(int(labels.max()) + 1)])
+
+
 def per_class(dataset: Dataset, count: int | None) -> Dataset:
     """The first ``count`` images of each class of ``dataset``, in its order (``None``: all of it).
 
@@ -406,8 +411,7 @@ def per_class(dataset: Dataset, count: int | None) -> Dataset:
     if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= fewest:
         raise ValueError(f"per_class={count!r} is not available: expected an integer 1..{fewest} "
                          f"(the images of the smallest class) or None for all")
-    keep = torch.cat([torch.nonzero(labels == c).flatten()[:count] for c in range(len(counts))])
-    subset = Subset(dataset, keep.sort().values.tolist())
+    subset = Subset(dataset, _class_heads(labels, count).sort().values.tolist())
     subset.num_classes = getattr(dataset, "num_classes", len(counts))
     return subset
 
