@@ -124,19 +124,71 @@ def cka_matrix(
         raise ValueError("loader yielded no batches; CKA needs at least one batch of >= 4 images")
 
     if single:
-        hsic = (sums[0] + sums[0].T) / 2  # exact symmetry for a single model
-        diag = hsic.diagonal()
-        _check_self_terms(diag, union, varies[0], "")
-        index = {name: i for i, name in enumerate(union)}
-        r = torch.tensor([index[n] for n in rows], device=hsic.device)
-        c = torch.tensor([index[n] for n in cols], device=hsic.device)
-        cka = hsic[r][:, c] / torch.sqrt(diag[r][:, None] * diag[c][None, :])
-    else:
-        hsic, self_a, self_b = sums
-        _check_self_terms(self_a, rows, varies[0], "model's ")
-        _check_self_terms(self_b, cols, varies[1], "model_b's ")
-        cka = hsic / torch.sqrt(self_a[:, None] * self_b[None, :])
+        return _one_network(sums[0], union, varies[0], rows, cols)
+    hsic, self_a, self_b = sums
+    _check_self_terms(self_a, rows, varies[0], "model's ")
+    _check_self_terms(self_b, cols, varies[1], "model_b's ")
+    cka = hsic / torch.sqrt(self_a[:, None] * self_b[None, :])
     return pd.DataFrame(cka.cpu().numpy(), index=list(rows), columns=list(cols))
+
+
+def _one_network(sums: torch.Tensor, union, varies: dict[str, bool], rows, cols) -> pd.DataFrame:
+    """CKA of one network's layers from the summed HSIC_1 of every pair of ``union``."""
+    hsic = (sums + sums.T) / 2  # exact symmetry for a single model
+    diag = hsic.diagonal()
+    _check_self_terms(diag, union, varies, "")
+    index = {name: i for i, name in enumerate(union)}
+    r = torch.tensor([index[n] for n in rows], device=hsic.device)
+    c = torch.tensor([index[n] for n in cols], device=hsic.device)
+    cka = hsic[r][:, c] / torch.sqrt(diag[r][:, None] * diag[c][None, :])
+    return pd.DataFrame(cka.cpu().numpy(), index=list(rows), columns=list(cols))
+
+
+class Alongside:
+    """The CKA of :func:`cka_matrix` (one network, every pair of ``layers``), measured alongside a pass
+    over a loader that other code drives, such as a training run's evaluation
+    (:func:`classsel.selectivity.measure`), instead of a pass of its own.
+
+    Inside :meth:`hooks`, the layers' outputs are kept as the images go through, in pieces of a loader
+    batch or whole; :meth:`end_batch`, called after each loader batch, adds that batch's HSIC_1 terms;
+    :meth:`matrix` gives the table. Equal to :func:`cka_matrix` over the same loader up to the rounding
+    of the forward passes (a batch run in pieces may take other kernels than the whole batch).
+    """
+
+    def __init__(self, model: nn.Module, layers=None):
+        self.names = describe(model).layout.cka_layers if layers is None else _names(layers)
+        if not self.names:
+            raise ValueError(f"need at least one layer, got {layers!r}")
+        self.names = tuple(dict.fromkeys(self.names))
+        self.modules = named_layers(model, self.names)
+        self.parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.names}
+        self.varies: dict[str, bool] = {}
+        self.sums: torch.Tensor | None = None
+
+    def hooks(self) -> forward_hooks:
+        def keep(name: str, output: torch.Tensor) -> None:
+            self.parts[name].append(output.detach().flatten(1).clone())  # a copy: later layers may not touch it
+
+        return forward_hooks(self.modules, keep)
+
+    def end_batch(self) -> None:
+        missing = [name for name in self.names if not self.parts[name]]
+        if missing:
+            raise ValueError(f"layer(s) {missing} gave no output in the forward pass")
+        store: dict[str, torch.Tensor] = {}
+        record = _recorder(store, self.varies)
+        for name in self.names:
+            record(name, torch.cat(self.parts[name]))
+            self.parts[name].clear()
+        grams = torch.stack([store[name] for name in self.names])
+        _batch_size(grams)
+        term = hsic1(grams, grams)
+        self.sums = term if self.sums is None else self.sums + term
+
+    def matrix(self) -> pd.DataFrame:
+        if self.sums is None:
+            raise ValueError("no batch ended; CKA needs at least one batch of >= 4 images")
+        return _one_network(self.sums, self.names, self.varies, self.names, self.names)
 
 
 def _names(layers) -> tuple[str, ...]:

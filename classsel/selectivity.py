@@ -8,6 +8,7 @@ running averages), and reduces them across ranks under ``torch.distributed``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -145,6 +146,7 @@ def measure(
     modules=None,
     progress: bool = False,
     chunk: int | None = None,
+    after_batch: Callable[[], None] | None = None,
 ) -> SelectivityResult:
     """Class means of every block's units, SI, accuracy and prediction counts, in one pass.
 
@@ -154,6 +156,8 @@ def measure(
     most this many images per forward pass (:func:`classsel.models.check_chunk`: on the CPU, by
     default, pieces of :data:`classsel.models.CPU_CHUNK`, about a fifth faster than batches of
     500 and the same numbers; the sums add the images in the loader's order either way).
+    ``after_batch``: called after each batch of the loader has gone through, e.g. by a measurement
+    that hooks the same pass (:class:`classsel.cka.Alongside`; it sees a ``DistributedSampler``'s padding).
     """
     device = device_of(model, device)
     chunk = check_chunk(chunk, device)
@@ -203,6 +207,8 @@ def measure(
                 correct[0] += hits[:, 0].sum()
                 correct[1] += hits.any(dim=1).sum()
                 pred_counts.index_add_(0, top[:, 0], torch.ones_like(labels_dev, dtype=torch.float64))
+            if after_batch is not None:
+                after_batch()
 
     _all_reduce(correct, pred_counts, counts, *sums.values())
     bad = [name for name, s in sums.items() if not torch.isfinite(s).all()]

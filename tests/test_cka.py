@@ -338,3 +338,57 @@ def test_constant_or_non_finite_layers_are_named(narrow, narrow_batches):
         overflow.fc.bias[0] = float("inf")
     with pytest.raises(ValueError, match=r"layer 'fc' gives features that are not finite"):
         cka_matrix(overflow, narrow_batches, layers=("layer2", "fc"))
+
+
+# --- CKA measured alongside another pass (a training run's evaluation) -------------------
+
+
+def labelled(batches):
+    """The batches in a loader with every class in them (the evaluation measures SI too)."""
+    x = torch.cat(batches)
+    return DataLoader(TensorDataset(x, torch.arange(len(x)) % 10), batch_size=len(batches[0]))
+
+
+def test_cka_alongside_an_evaluation_in_pieces_matches_the_reference(narrow, narrow_batches, narrow_cka):
+    """The evaluation runs each batch of 16 in pieces of 5 (5, 5, 6); the batch's HSIC terms come from
+    its pieces put together, as :func:`cka_matrix` takes whole batches."""
+    from classsel.cka import Alongside
+    from classsel.selectivity import measure
+
+    along = Alongside(narrow, LAYERS)
+    with along.hooks():
+        measure(narrow, labelled(narrow_batches), 10, chunk=5, after_batch=along.end_batch)
+    got = along.matrix()
+    np.testing.assert_allclose(got.values, cka_reference(narrow, narrow_batches), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got.values, narrow_cka.values, rtol=0, atol=1e-6)
+    assert list(got.index) == list(LAYERS) and list(got.columns) == list(LAYERS)
+    # a batch's pieces do not carry over into the next batch: one batch alone gives its own matrix
+    one = Alongside(narrow, ("layer2", "fc"))
+    with one.hooks():
+        measure(narrow, labelled(narrow_batches[:1]), 10, chunk=5, after_batch=one.end_batch)
+    np.testing.assert_allclose(one.matrix().values, cka_reference(narrow, narrow_batches[:1], ("layer2", "fc")),
+                               rtol=0, atol=1e-5)
+
+
+def test_cka_alongside_names_what_leaves_it_undefined(narrow, narrow_batches):
+    from classsel.cka import Alongside
+
+    with pytest.raises(ValueError, match="no batch ended"):
+        Alongside(narrow, LAYERS).matrix()
+    with pytest.raises(ValueError, match="unknown|layer"):
+        Alongside(narrow, ("layer9",))
+    small = Alongside(narrow, LAYERS)
+    with small.hooks(), torch.no_grad():
+        narrow.eval()(narrow_batches[0][:3])
+    with pytest.raises(ValueError, match="n=3"):
+        small.end_batch()
+    dead = copy.deepcopy(narrow)
+    torch.nn.init.zeros_(dead.fc.weight)
+    along = Alongside(dead, ("layer1", "fc"))
+    with along.hooks(), torch.no_grad():
+        dead.eval()(narrow_batches[0])
+    along.end_batch()
+    with pytest.raises(ValueError, match=r"layer 'fc' gives the same features for every image"):
+        along.matrix()
+    with pytest.raises(ValueError, match=r"gave no output"):
+        along.end_batch()
