@@ -504,9 +504,9 @@ def bench_book(device, args, repeats):
     if keep:
         os.environ["CLASSSEL_RUNS"] = str(Path(args.book_store).resolve())
     with contextlib.nullcontext() if keep else _temporary_store():
-        plan = reproduce.request(preset)
+        plan = reproduce.request(preset).linked()  # the trainings as the whole plan has them (branched, measuring)
         trainings = Plan([t for t in plan if isinstance(t, Training)])
-        costs = {kind: sum(t.cost() for t in plan.linked() if t.kind == kind) for kind in ("train", "ablation", "cka")}
+        costs = {kind: sum(t.cost() for t in plan if t.kind == kind) for kind in ("train", "ablation", "cka")}
         seconds = {}
         for part, tasks in (("training", trainings), ("analyses", plan)):
             t0 = time.perf_counter()

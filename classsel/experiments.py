@@ -62,10 +62,24 @@ def kept_steps(run: runs.Run) -> list[int]:
     m = run.metrics()
     steps, last = m["step"].tolist(), int(m["step"].iloc[-1])
     per_epoch = round(last / m["epoch"].iloc[-1])
-    keep = keep_epochs(run.config)
-    if keep == "all":
-        return steps
-    return [s for s in steps if s == last or (keep != "last" and s % per_epoch == 0 and s // per_epoch in keep)]
+    return [s for s in steps if keeps(run.config, s, per_epoch, last)]
+
+
+def keeps(cfg, step: int, per_epoch: int, last: int) -> bool:
+    """Whether a run of ``cfg`` keeps the checkpoint of its evaluation point ``step`` (``last``: its
+    final step)."""
+    keep = keep_epochs(cfg)
+    return keep == "all" or step == last or (keep != "last" and step % per_epoch == 0 and step // per_epoch in keep)
+
+
+def nearest_steps(steps, epochs_of_steps, epochs) -> list[int]:
+    """The step nearest each of ``epochs`` (the earlier one on a tie), each once, in the order of
+    ``epochs``; ``steps`` ascending, with their epochs."""
+    out = []
+    for e in epochs:
+        distances = [abs(x - e) for x in epochs_of_steps]
+        out.append(int(steps[distances.index(min(distances))]))
+    return list(dict.fromkeys(out))
 
 
 def epoch_steps(run: runs.Run, epochs=None) -> list[int]:
@@ -75,7 +89,7 @@ def epoch_steps(run: runs.Run, epochs=None) -> list[int]:
     if epochs is None:
         return kept
     m = run.metrics()
-    steps = list(dict.fromkeys(int(m.loc[(m.epoch - e).abs().idxmin(), "step"]) for e in epochs))
+    steps = nearest_steps(m["step"].tolist(), m["epoch"].tolist(), epochs)
     missing = sorted(set(steps) - set(kept))
     if missing:
         raise ValueError(
@@ -146,16 +160,66 @@ def cka_over_training(all_runs, epochs=None, layers=CKA_LAYERS, progress: bool =
     def compute(run, step):
         from . import cka
 
-        matrix = cka.cka_matrix(run.model(step), val_loader(run)[0], list(layers))
-        return matrix.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="cka")
+        return _cka_long(cka.cka_matrix(run.model(step), val_loader(run)[0], list(layers)))
 
     return over_training(all_runs, epochs, cka_name(layers), compute, "CKA", progress)
+
+
+def _cka_long(matrix: pd.DataFrame) -> pd.DataFrame:
+    return matrix.rename_axis("a").reset_index().melt(id_vars="a", var_name="b", value_name="cka")
 
 
 def cka_name(layers):
     # the paper's layers keep their old name, so stores written before other layer sets stay valid
     tag = "" if tuple(layers) == tuple(CKA_LAYERS) else "_" + "-".join(layers)
     return lambda step: f"cka_step{step}{tag}"
+
+
+# ----------------------------------------------------------------------------- analyses during training
+
+
+def during_training(run: runs.Run, analyses):
+    """What ``run``'s training measures at its evaluation points besides its own tables: the CKA
+    ``analyses`` of a plan (``(kind, epochs, options)`` each, :class:`classsel.plan.Training`'s ``along``),
+    at the points each reads, from the evaluation's own pass over the validation set, written as the
+    derived tables the analysis writes from the checkpoints (which then finds them done).
+
+    Returns ``at(model, step, evals, per_epoch)`` for :func:`classsel.train.train`: the measurements
+    to take at evaluation point ``step`` (each with ``hooks()``, ``end_batch()`` and ``save()``).
+    The evaluation already runs the images through the network; the analysis would run them again
+    from the checkpoint (the default book: 84 ResNet points, about 1.1 s each against about 0.3 s for
+    the Gram matrices alone)."""
+    for kind, _, _ in analyses:
+        if kind != "cka":
+            raise ValueError(f"analysis {kind!r} cannot be measured during training; only 'cka'")
+
+    def at(model, step: int, evals, per_epoch: int) -> list:
+        ordered = sorted(evals)
+        taken = []
+        for _, epochs, options in analyses:
+            if epochs is None:
+                wanted = keeps(run.config, step, per_epoch, ordered[-1])
+            else:
+                wanted = step in nearest_steps(ordered, [s / per_epoch for s in ordered], epochs)
+            layers = dict(options).get("layers", CKA_LAYERS)
+            if wanted:
+                taken.append(_CKAAlongside(run, cka_name(layers)(step), model, layers))
+        return taken
+
+    return at
+
+
+class _CKAAlongside:
+    """One CKA table measured in a training run's evaluation pass."""
+
+    def __init__(self, run: runs.Run, name: str, model, layers):
+        from .cka import Alongside
+
+        self.run, self.name, self.measure = run, name, Alongside(model, list(layers))
+        self.hooks, self.end_batch = self.measure.hooks, self.measure.end_batch
+
+    def save(self) -> None:
+        derived(self.run, self.name, lambda: _cka_long(self.measure.matrix()))
 
 
 # ----------------------------------------------------------------------------- analyses as plan tasks

@@ -58,12 +58,19 @@ def _merge_keep(a: str, b: str) -> str:
     return ",".join(str(e) for e in sorted({int(e) for e in epochs}))
 
 
+#: The analyses a run's training measures as it goes, in its own evaluation pass, where the plan asks for
+#: them (:func:`classsel.experiments.during_training`).
+DURING_TRAINING = ("cka",)
+
+
 @dataclass(frozen=True)
 class Training:
-    """Train a run (or resume it, or mend it), optionally from a parent's state at an epoch."""
+    """Train a run (or resume it, or mend it), optionally from a parent's state at an epoch; ``along``:
+    the plan's analyses of the run that its training measures (``(kind, epochs, options)`` each)."""
 
     run: runs.Run
     parent: tuple[runs.Run, int] | None = None
+    along: tuple = ()
 
     kind = "train"
 
@@ -89,7 +96,7 @@ class Training:
         return max(0, self.run.config.epochs * per_epoch - done)
 
     def __call__(self, log=print) -> None:
-        runs.ensure_run(self.run, log, self.parent)
+        runs.ensure_run(self.run, log, self.parent, self.along)
 
     def __str__(self) -> str:
         return f"run {self.run.hash}/seed{self.run.seed}"
@@ -134,6 +141,10 @@ class Analysis:
         return cost if per_class is None else max(1, round(cost * per_class / COST_PER_CLASS))
 
     def cost(self) -> int:
+        """Its cost in training steps; none for an analysis that the run's training will measure
+        (:data:`DURING_TRAINING`; in a plan, a run is trained with the analyses of it)."""
+        if self.kind in DURING_TRAINING and not self.run.done:
+            return 0
         return self.point_cost() * self.points()
 
     def __call__(self, log=print) -> None:
@@ -191,8 +202,15 @@ class Plan:
 
     def linked(self) -> Plan:
         """The plan with each run started from an earlier run of the plan that trains alike for its
-        first epochs (the one that shares most; the parent keeps its training state there)."""
+        first epochs (the one that shares most; the parent keeps its training state there), and
+        measuring as it trains the analyses of it that can be (:data:`DURING_TRAINING`)."""
         trainings = [t for t in self if isinstance(t, Training)]
+        along = {t.key: list(t.along) for t in trainings}
+        for task in self:
+            if isinstance(task, Analysis) and task.kind in DURING_TRAINING and task.after[0] in along:
+                spec = (task.kind, task.epochs, task.options)
+                if spec not in along[task.after[0]]:
+                    along[task.after[0]].append(spec)
         parents: dict[tuple, tuple[runs.Run, int]] = {}
         keep: dict[tuple, set[int]] = {}
         for i, child in enumerate(trainings):
@@ -209,11 +227,12 @@ class Plan:
                     extra = ",".join(map(str, sorted(keep[task.key])))
                     cfg = dataclasses.replace(cfg, keep_state=_merge_keep(cfg.keep_state, extra),
                                               keep_checkpoints=_merge_keep(cfg.keep_checkpoints, extra))
-                task = Training(runs.Run(cfg, task.run.seed), None)
+                task = Training(runs.Run(cfg, task.run.seed), None, tuple(along[task.key]))
             out.tasks[task.key] = task
         for key, (parent, epoch) in parents.items():
             child = out.tasks[key]
-            out.tasks[key] = Training(child.run, (out.tasks[("train", parent.hash, parent.seed)].run, epoch))
+            out.tasks[key] = Training(child.run, (out.tasks[("train", parent.hash, parent.seed)].run, epoch),
+                                      child.along)
         return out
 
     def pending(self) -> list[Task]:
@@ -227,6 +246,18 @@ class Plan:
                 f"{len(analyses)} {'analysis' if len(analyses) == 1 else 'analyses'}")
 
 
+def in_order(tasks: list[Task]) -> list[Task]:
+    """The order the workers take ``tasks`` in: the runs as declared (a run's branches come after it),
+    then the analyses, the costliest first. A worker takes the first task whose runs have ended, so
+    analyses fill the gaps training leaves; and with the long ones first, the last to end are short
+    ones, and no worker idles long while the other finishes (the analyses of the default book: 344 s
+    in the order the sections declare them, 335 s costliest first, in a simulation with their
+    measured times on two workers)."""
+    trainings = [t for t in tasks if isinstance(t, Training)]
+    analyses = sorted((t for t in tasks if not isinstance(t, Training)), key=lambda t: -t.cost())
+    return trainings + analyses
+
+
 def fulfil(plan: Plan, jobs: int | None = None, log=print, progress: bool = True) -> None:
     """Do every task of ``plan`` that is not done: missing runs trained (branched where they can be),
     analyses computed, ``jobs`` processes at once (default: one per core share or GPU; ``jobs=1``:
@@ -235,7 +266,7 @@ def fulfil(plan: Plan, jobs: int | None = None, log=print, progress: bool = True
     from . import parallel
 
     plan = plan.linked()
-    todo = plan.pending()
+    todo = in_order(plan.pending())
     jobs = parallel.check_jobs(jobs, [t.run for t in todo])  # a bad value is refused even with nothing to do
     for run in {r.hash: r for r in plan.runs()}.values():
         runs.record_configuration(run)

@@ -68,6 +68,8 @@ def describe(plan: Plan) -> str:
             what = f"train    {task.run.hash}/seed{task.run.seed:<3} alpha={c.alpha:g} reg={c.reg_start}-{c.reg_stop}"
             if task.parent is not None:
                 what += f" (from {task.parent[0].hash}/seed{task.parent[0].seed} at epoch {task.parent[1]})"
+            if task.along:
+                what += f", measuring {' and '.join(dict.fromkeys(kind for kind, _, _ in task.along))} as it trains"
         else:
             what = f"{task.kind:<8} {task.run.hash}/seed{task.run.seed:<3} epochs={list(task.epochs or []) or 'all kept'}"
         lines.append(f"{state:<8} {what}")

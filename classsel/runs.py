@@ -153,17 +153,21 @@ def record_configuration(run: Run) -> None:
         layout.atomic_write(shared, json.dumps(identity(run.config), indent=2, default=str).encode())
 
 
-def ensure_run(run: Run, log=print, parent: tuple[Run, int] | None = None) -> None:
+def ensure_run(run: Run, log=print, parent: tuple[Run, int] | None = None, along=()) -> None:
     """Make ``run`` finished and intact, under its lock (waiting for another process that holds
     it): repaired from its checkpoints where it can be, else resumed or trained. ``parent``, a
     finished run and an epoch up to which the two train alike (:func:`classsel.plan.shared_epochs`):
-    a new run starts from the parent's state there instead of from scratch."""
+    a new run starts from the parent's state there instead of from scratch. ``along``: analyses
+    measured as it trains (:func:`classsel.experiments.during_training`)."""
     from .train import run_lock, train
 
     with run_lock(run.files.root, wait=True, log=log):
         resume = before_training(run, log, parent)
         if resume is not None:
-            train(run.config, run.files.root, resume=resume, log=log, lock=False)
+            from .experiments import during_training
+
+            train(run.config, run.files.root, resume=resume, log=log, lock=False,
+                  along=during_training(run, along) if along else None)
 
 
 def before_training(run: Run, log=print, parent: tuple[Run, int] | None = None) -> bool | None:

@@ -68,9 +68,12 @@ def run_lock(folder: str | os.PathLike, wait: bool = False, log=print):
         f.close()
 
 
-def train(cfg: Config, out: str | os.PathLike, resume: bool = False, log=print, lock: bool = True) -> pd.DataFrame:
+def train(cfg: Config, out: str | os.PathLike, resume: bool = False, log=print, lock: bool = True,
+          along=None) -> pd.DataFrame:
     """Train one run into ``out``; returns its metrics table. ``lock=False``: the caller holds
-    :func:`run_lock`. Everything is checked before the first file is written."""
+    :func:`run_lock`. Everything is checked before the first file is written. ``along``: what else to
+    measure in the evaluation pass at each point, in one process
+    (:func:`classsel.experiments.during_training`; under torchrun the analyses do it afterwards)."""
     rank, world, owns_group = _dist()
     try:
         check_out(cfg, out, resume)
@@ -78,7 +81,8 @@ def train(cfg: Config, out: str | os.PathLike, resume: bool = False, log=print, 
         held = run_lock(out) if rank == 0 and lock else contextlib.nullcontext()
         try:
             with held:
-                return _run(cfg, setup, RunFiles(out), resume, rank, log if rank == 0 else (lambda *a: None))
+                return _run(cfg, setup, RunFiles(out), resume, rank, log if rank == 0 else (lambda *a: None),
+                            along if world == 1 else None)
         finally:  # the loaders' worker processes, now (see data.close)
             data.close(setup.train_loader)
             data.close(setup.val_loader)
@@ -243,13 +247,13 @@ class Tally:
         }
 
 
-def _run(cfg: Config, s: Setup, files: RunFiles, resume: bool, rank: int, log) -> pd.DataFrame:
+def _run(cfg: Config, s: Setup, files: RunFiles, resume: bool, rank: int, log, along=None) -> pd.DataFrame:
     step, rows = restore(cfg, s, files, resume, log)
     if rank == 0:
         prepare(cfg, s, files, rows)
     tally = Tally(s.device, s.opt.param_groups[0]["lr"])
     if step == 0 and not rows:
-        rows.append(evaluate_and_save(cfg, s, files, step, tally, rows, rank))
+        rows.append(evaluate_and_save(cfg, s, files, step, tally, rows, rank, along))
     bar = _progress(cfg, rank, s.total, step)
     autocast = torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.amp)
     while step < s.total:
@@ -282,7 +286,7 @@ def _run(cfg: Config, s: Setup, files: RunFiles, resume: bool, rank: int, log) -
                 if step % s.per_epoch == 0 and not s.per_step:
                     s.sched.step()
                 tally.seconds += time.perf_counter() - t0
-                rows.append(evaluate_and_save(cfg, s, files, step, tally, rows, rank))
+                rows.append(evaluate_and_save(cfg, s, files, step, tally, rows, rank, along))
                 bar.set_postfix(loss=f"{rows[-1]['train_loss']:.3f}", acc=f"{rows[-1]['val_acc1']:.3f}")
                 tally, t0 = Tally(s.device, s.opt.param_groups[0]["lr"]), time.perf_counter()
                 s.net.train()
@@ -302,11 +306,17 @@ def _run(cfg: Config, s: Setup, files: RunFiles, resume: bool, rank: int, log) -
 
 
 def evaluate_and_save(cfg: Config, s: Setup, files: RunFiles, step: int, tally: Tally, rows: list[dict],
-                      rank: int) -> dict:
-    """Measure the validation set; write the tables, the checkpoint, then metrics.csv. Returns the row."""
+                      rank: int, along=None) -> dict:
+    """Measure the validation set (and what ``along`` adds at this point); write the tables, the
+    checkpoint, then metrics.csv. Returns the row."""
     t0 = time.perf_counter()
+    extra = along(s.model, step, s.evals, s.per_epoch) if along is not None else []
     try:
-        result = measure(s.model, s.val_loader, s.classes, s.device)
+        with contextlib.ExitStack() as hooked:
+            for m in extra:
+                hooked.enter_context(m.hooks())
+            result = measure(s.model, s.val_loader, s.classes, s.device,
+                             after_batch=(lambda: [m.end_batch() for m in extra]) if extra else None)
     except FloatingPointError as e:
         raise FloatingPointError(f"measuring step {step} of the run in {files.root}: {e}") from None
     means = result.module_means()
@@ -319,6 +329,8 @@ def evaluate_and_save(cfg: Config, s: Setup, files: RunFiles, step: int, tally: 
     }
     if rank == 0:
         write_measurement(files, step, row["epoch"], result)
+        for m in extra:
+            m.save()
         ckpt.atomic_save(
             {"step": step, "model": s.model.state_dict(), "optimizer": s.opt.state_dict(),
              "scheduler": s.sched.state_dict(), "rng": ckpt.rng_state(), "rows": [*rows, row],

@@ -113,6 +113,50 @@ def test_fulfil_does_only_what_is_missing(tmp_path, monkeypatch):
     assert log == []
 
 
+def test_a_run_measures_its_cka_as_it_trains_and_the_analysis_finds_it_done(tmp_path, monkeypatch):
+    """The plan's CKA analyses of a run ride on its training's evaluation pass: the tables are those
+    the analysis reads (every kept point; the points nearest given epochs, with other layers), equal
+    to CKA computed afterwards from the checkpoints, and the analysis has nothing left to do."""
+    from classsel import cka, experiments
+    from classsel.config import CKA_LAYERS
+
+    monkeypatch.setenv("CLASSSEL_RUNS", str(tmp_path))
+    base = run()
+    plan = P.Plan([P.Training(base)])
+    plan.analyse("cka", base)
+    plan.analyse("cka", base, epochs=[0.9, 2], layers=("layer2", "fc"))
+    linked = plan.linked()
+    (training,) = [t for t in linked if isinstance(t, P.Training)]
+    assert [kind for kind, _, _ in training.along] == ["cka", "cka"]
+    assert P.Plan(list(linked)).linked().tasks[training.key].along == training.along  # linking again keeps it
+    P.fulfil(P.Plan([training]), jobs=1, log=lambda *a: None, progress=False)  # training alone
+    assert plan.pending() == []
+    wanted = {experiments.cka_name(CKA_LAYERS)(s) for s in experiments.epoch_steps(base)}
+    wanted |= {experiments.cka_name(("layer2", "fc"))(s) for s in experiments.epoch_steps(base, [0.9, 2])}
+    assert {p.stem for p in base.files.derived_dir.glob("*.csv")} == wanted and len(wanted) == 5 + 2
+    loader = experiments.val_loader(base)[0]
+    for name in wanted:
+        step, layers = int(name.split("_")[1][4:]), ("layer2", "fc") if name.endswith("fc") else CKA_LAYERS
+        afterwards = cka.cka_matrix(base.model(step), loader, list(layers)).values.ravel(order="F")
+        measured = pd.read_csv(base.files.derived(name)).cka.to_numpy()
+        assert abs(measured - afterwards).max() < 1e-6, name
+
+
+def test_runs_train_first_then_the_costliest_analyses():
+    """Workers take the runs as declared, then the analyses by their cost, largest first."""
+    a, b = run(), run(seed=1)
+    plan = P.Plan([P.Training(a)])
+    plan.analyse("cka", a, epochs=[1])  # measured as the run trains: nothing left to cost
+    plan.analyse("ablation", a, epochs=[1])
+    plan.add(P.Training(b))
+    plan.analyse("ablation", b, epochs=[1], per_class=2)
+    plan.analyse("ablation", a, epochs=[1, 2])
+    order = P.in_order(list(plan))
+    assert [str(t) for t in order[:2]] == [str(P.Training(a)), str(P.Training(b))]
+    costs = [t.cost() for t in order[2:]]
+    assert costs == sorted(costs, reverse=True) and len(set(costs)) == 4 and costs[-1] == 0
+
+
 def test_the_commands_names_are_the_modules_own_and_its_mistakes_need_no_torch():
     """reproduce lists the sections and executors without importing them (tests keep the lists equal);
     a mistake on the command line is reported before torch is imported (seconds on a slow machine)."""
@@ -148,6 +192,7 @@ def test_the_plan_and_its_jobs_are_listed_without_torch(tmp_path):
     assert "0 done, 0 running, 0 queued, 0 failed" in r.stdout
     todo = int(r.stdout.strip().splitlines()[-2].split("; ")[1].split()[0])  # "... analyses; 19 to do"
     assert "pending  train" in r.stdout and r.stdout.count("pending") == todo > 0
+    assert "measuring cka as it trains" in r.stdout  # the CKA chapter's runs
 
 
 @pytest.mark.parametrize("seeds,expected", [(["0"], [0]), (["5", "2"], [5, 2])])
