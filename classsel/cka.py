@@ -109,11 +109,7 @@ def cka_matrix(
             for (m, _), store in zip(specs, stores):
                 store.clear()
                 m(x)
-            for store, ns in zip(stores, names):
-                missing = [name for name in ns if name not in store]
-                if missing:
-                    raise ValueError(f"layer(s) {missing} gave no output in the forward pass")
-            grams = [torch.stack([s[name] for name in ns]) for s, ns in zip(stores, names)]
+            grams = [_stacked(s, ns) for s, ns in zip(stores, names)]
             if single:
                 terms = (hsic1(grams[0], grams[0]),)
             else:
@@ -130,6 +126,14 @@ def cka_matrix(
     _check_self_terms(self_b, cols, varies[1], "model_b's ")
     cka = hsic / torch.sqrt(self_a[:, None] * self_b[None, :])
     return pd.DataFrame(cka.cpu().numpy(), index=list(rows), columns=list(cols))
+
+
+def _stacked(store: dict[str, torch.Tensor], names) -> torch.Tensor:
+    """The Gram matrices a batch left in ``store``, stacked in the order of ``names`` (each must be there)."""
+    missing = [name for name in names if name not in store]
+    if missing:
+        raise ValueError(f"layer(s) {missing} gave no output in the forward pass")
+    return torch.stack([store[name] for name in names])
 
 
 def _one_network(sums: torch.Tensor, union, varies: dict[str, bool], rows, cols) -> pd.DataFrame:
@@ -156,10 +160,9 @@ class Alongside:
     """
 
     def __init__(self, model: nn.Module, layers=None):
-        self.names = describe(model).layout.cka_layers if layers is None else _names(layers)
+        self.names = tuple(dict.fromkeys(describe(model).layout.cka_layers if layers is None else _names(layers)))
         if not self.names:
             raise ValueError(f"need at least one layer, got {layers!r}")
-        self.names = tuple(dict.fromkeys(self.names))
         self.modules = named_layers(model, self.names)
         self.parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.names}
         self.varies: dict[str, bool] = {}
@@ -172,16 +175,13 @@ class Alongside:
         return forward_hooks(self.modules, keep)
 
     def end_batch(self) -> None:
-        missing = [name for name in self.names if not self.parts[name]]
-        if missing:
-            raise ValueError(f"layer(s) {missing} gave no output in the forward pass")
         store: dict[str, torch.Tensor] = {}
         record = _recorder(store, self.varies)
-        for name in self.names:
-            record(name, torch.cat(self.parts[name]))
-            self.parts[name].clear()
-        grams = torch.stack([store[name] for name in self.names])
-        _batch_size(grams)
+        for name, parts in self.parts.items():
+            if parts:
+                record(name, torch.cat(parts))
+                parts.clear()
+        grams = _stacked(store, self.names)
         term = hsic1(grams, grams)
         self.sums = term if self.sums is None else self.sums + term
 

@@ -202,8 +202,9 @@ def during_training(run: runs.Run, analyses):
             else:
                 wanted = step in nearest_steps(ordered, [s / per_epoch for s in ordered], epochs)
             layers = dict(options).get("layers", CKA_LAYERS)
-            if wanted:
-                taken.append(_CKAAlongside(run, cka_name(layers)(step), model, layers))
+            name = cka_name(layers)(step)
+            if wanted and not derived_valid(run, name):  # a resumed run may have measured it already
+                taken.append(_CKAAlongside(run, name, model, layers))
         return taken
 
     return at
